@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Stage 5: batched decoding of a test set with a task instruction (BLSP Table 11).
+
+Usage:
+    python -m espnet_blsp.bin.blsp_inference --exp_dir exp/blsp --data_dir dump/test_clean \
+        --task asr --out_dir exp/blsp/decode_asr_test_clean
+
+Modes (``--mode``):
+    speech     the trained model: speech -> encoder -> adapter -> LLM (default)
+    untrained  the same model with its adapter left at random init (a floor)
+    text       Text+LLM baseline: the transcript goes to the LLM
+    whisper    Whisper+LLM baseline: the Whisper decoder transcribes, then the LLM answers
+               (the transcripts are also written to ``out_dir/asr_text``)
+
+Writes ``out_dir/text`` (Kaldi style, one response per line) and ``out_dir/cmd``.
+Resumable: utterances already in ``out_dir/text`` are skipped.
+"""
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import kaldiio
+import torch
+import yaml
+from tqdm import tqdm
+
+from espnet_blsp.utils.resumable import LineAppender, recover_lines
+
+# Instruction of each task (BLSP paper, Table 11; continuation from Table 1).
+TASKS = {
+    "asr": "Please repeat the following words.",
+    "continuation": (
+        "Continue the following text in a coherent and engaging style with less than 40 words."
+    ),
+    "st": "Please translate the following English text into {target} text.",
+    "snips": (
+        "Please classify the intent of the text, choose from [DecreaseBrightness, "
+        "IncreaseBrightness, SetLightBrightness, SetLightColor, SwitchLightOff, SwitchLightOn]."
+    ),
+    "fsc": (
+        "Please classify the intent of the text, choose from [bring newspaper, deactivate lamp, "
+        "change language English, deactivate music, increase heat, change language Korean, "
+        "change language none, bring shoes, change language German, activate lights, "
+        "bring socks, change language Chinese, decrease heat, decrease volume, increase volume, "
+        "activate music, activate lamp, bring juice]."
+    ),
+    "slue": (
+        "Please classify the emotional tone of the text as either positive, negative, or neutral."
+    ),
+    "qa": None,  # per-utterance question from data_dir/question
+}
+LANGS = {"de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch",
+         "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "ca": "Catalan",
+         "id": "Indonesian", "ja": "Japanese", "sl": "Slovenian", "sv": "Swedish",
+         "zh": "Chinese", "en": "English"}
+
+
+def read_kv(path) -> Dict[str, str]:
+    from espnet_blsp.data.kaldi_dir import read_kv as _read_kv
+
+    return _read_kv(Path(path))
+
+
+def instructions_for(task: str, data_dir: Path, keys: List[str], target_lang: Optional[str]) -> Dict[str, str]:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
+    if task == "qa":
+        questions = read_kv(data_dir / "question")
+        lost = [k for k in keys if k not in questions]
+        if lost:
+            raise ValueError(f"{data_dir / 'question'} lacks {lost[:5]}")
+        return {k: questions[k] for k in keys}
+    text = TASKS[task]
+    if task == "st":
+        if not target_lang:
+            raise ValueError("--task st needs --target_lang (e.g. de)")
+        text = text.format(target=LANGS.get(target_lang, target_lang))
+    return {k: text for k in keys}
+
+
+def find_checkpoint(exp_dir: Path, name: Optional[str]) -> Path:
+    candidates = [name] if name else ["valid.loss.best.pth", "valid.acc.best.pth", "latest.pth"]
+    for c in candidates:
+        p = exp_dir / c
+        if p.exists():
+            return p
+    raise FileNotFoundError(f"no checkpoint {candidates} in {exp_dir}")
+
+
+def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], load: bool):
+    from espnet_blsp.tasks.blsp import build_blsp_model
+
+    config_path = exp_dir / "config.yaml"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} not found: train the model (stage 4) first")
+    with open(config_path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    torch.manual_seed(cfg.get("seed", 0))
+    model = build_blsp_model(
+        cfg["speech_encoder_conf"], cfg["speech_adapter"], cfg["speech_adapter_conf"],
+        cfg["llm_conf"], cfg["model_conf"],
+    )
+    if load:
+        ckpt = find_checkpoint(exp_dir, checkpoint)
+        logging.info(f"loading {ckpt}")
+        model.load_state_dict(torch.load(ckpt, map_location="cpu"))
+    return model.to(device).eval()
+
+
+def batches(keys: List[str], lengths: Dict[str, int], batch_size: int):
+    keys = sorted(keys, key=lambda k: -lengths[k])
+    for i in range(0, len(keys), batch_size):
+        yield keys[i : i + batch_size]
+
+
+def decode_speech(model, keys, feats_scp, prefixes, args, writer, device) -> None:
+    llm = model.llm
+    suffix = torch.tensor(llm.template.suffix_ids(), device=device)
+    lengths = {k: kaldiio.load_mat(feats_scp[k]).shape[0] for k in keys}
+    for batch in tqdm(list(batches(keys, lengths, args.batch_size)), desc="decode", mininterval=5):
+        mats = [torch.from_numpy(kaldiio.load_mat(feats_scp[k]).copy()) for k in batch]
+        lens = torch.tensor([m.shape[0] for m in mats], device=device)
+        speech = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True).to(device)
+        hyps = model.generate(
+            speech, lens, [prefixes[k] for k in batch], [suffix] * len(batch), utt_id=batch,
+            max_new_tokens=args.max_new_tokens, num_beams=args.beam_size,
+        )
+        writer.write((k, llm.tokenizer.decode(h, skip_special_tokens=True)) for k, h in zip(batch, hyps))
+
+
+def decode_text(llm, keys, texts, prefixes, args, writer, device) -> None:
+    suffix = torch.tensor(llm.template.suffix_ids(), device=device)
+    ids = {k: llm.template.text_ids(texts[k]) for k in keys}
+    for batch in tqdm(list(batches(keys, {k: len(v) for k, v in ids.items()}, args.batch_size)), desc="decode", mininterval=5):
+        hyps = llm.generate(
+            [prefixes[k] for k in batch], [torch.tensor(ids[k], device=device) for k in batch],
+            [suffix] * len(batch), middle_is_speech=False,
+            max_new_tokens=args.max_new_tokens, num_beams=args.beam_size,
+        )
+        writer.write((k, llm.tokenizer.decode(h, skip_special_tokens=True)) for k, h in zip(batch, hyps))
+
+
+def whisper_transcribe(whisper_path: str, wav_dir: Path, keys: List[str], out: Path, args, device) -> Dict[str, str]:
+    """Whisper (encoder + decoder) transcripts, resumable in ``out``."""
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from espnet_blsp.bin.dump_feats import AudioSource
+
+    done = recover_lines(out)
+    todo = [k for k in keys if k not in done]
+    if todo:
+        processor = WhisperProcessor.from_pretrained(whisper_path)
+        model = WhisperForConditionalGeneration.from_pretrained(whisper_path).to(device).eval()
+        source = AudioSource(wav_dir)
+        is_multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
+        kwargs = dict(language="en", task="transcribe") if is_multilingual else {}
+        with LineAppender(out) as w:
+            for i in tqdm(range(0, len(todo), args.batch_size), desc="whisper", mininterval=5):
+                batch = todo[i : i + args.batch_size]
+                audio = [source(k) for k in batch]
+                feats = processor(audio, sampling_rate=16000, return_tensors="pt").input_features
+                with torch.no_grad():
+                    out_ids = model.generate(feats.to(device), max_new_tokens=200, **kwargs)
+                texts = processor.batch_decode(out_ids, skip_special_tokens=True)
+                w.write(zip(batch, (t.strip() for t in texts)))
+        done = recover_lines(out)
+    return {k: done[k] for k in keys}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", required=True, help="dump/<set> with feats.scp and text")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--task", default="asr", help="|".join(TASKS))
+    p.add_argument("--mode", default="speech", choices=["speech", "untrained", "text", "whisper"])
+    p.add_argument("--exp_dir", help="training dir (config.yaml + checkpoints); speech/untrained/text modes")
+    p.add_argument("--checkpoint", default=None, help="file name inside exp_dir")
+    p.add_argument("--llm", help="LLM dir for text/whisper modes (default: from exp_dir config)")
+    p.add_argument("--whisper", help="Whisper checkpoint (encoder+decoder) for --mode whisper")
+    p.add_argument("--wav_data_dir", help="data/<set> with wav.scp for --mode whisper")
+    p.add_argument("--target_lang", default=None)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--beam_size", type=int, default=1)
+    p.add_argument("--max_new_tokens", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default=None, help="LLM dtype for text/whisper modes")
+    return p
+
+
+def main(cmd=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = get_parser().parse_args(cmd)
+    data_dir, out_dir = Path(args.data_dir), Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "cmd").write_text(
+        "python -m espnet_blsp.bin.blsp_inference " + shlex.join(cmd if cmd is not None else sys.argv[1:]) + "\n"
+    )
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    texts = read_kv(data_dir / "text")
+    keys = sorted(texts)
+    out_path = out_dir / "text"
+    done = recover_lines(out_path)
+    todo = [k for k in keys if k not in done]
+    logging.info(f"{args.mode}/{args.task} on {data_dir}: {len(keys)} utterances, {len(done)} done")
+    if not todo:
+        return
+    instr = instructions_for(args.task, data_dir, todo, args.target_lang)
+    t0 = time.time()
+
+    if args.mode in ("speech", "untrained"):
+        if not args.exp_dir:
+            raise SystemExit(f"--mode {args.mode} needs --exp_dir")
+        model = build_model(Path(args.exp_dir), device, args.checkpoint, load=args.mode == "speech")
+        llm = model.llm
+    else:
+        from espnet_blsp.llm.causal_lm import SpeechLLM
+
+        llm_path = args.llm
+        if not llm_path:
+            if not args.exp_dir:
+                raise SystemExit(f"--mode {args.mode} needs --llm or --exp_dir")
+            with open(Path(args.exp_dir) / "config.yaml", encoding="utf-8") as f:
+                llm_path = yaml.safe_load(f)["llm_conf"]["model_name_or_path"]
+        dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+        llm = SpeechLLM(llm_path, dtype=dtype).to(device).eval()
+    prefixes = {k: torch.tensor(llm.template.prefix_ids(instr[k]), device=device) for k in todo}
+
+    with LineAppender(out_path) as writer:
+        if args.mode in ("speech", "untrained"):
+            feats_scp = read_kv(data_dir / "feats.scp")
+            decode_speech(model, todo, feats_scp, prefixes, args, writer, device)
+        elif args.mode == "text":
+            decode_text(llm, todo, texts, prefixes, args, writer, device)
+        else:
+            if not (args.whisper and args.wav_data_dir):
+                raise SystemExit("--mode whisper needs --whisper and --wav_data_dir")
+            asr = whisper_transcribe(args.whisper, Path(args.wav_data_dir), todo, out_dir / "asr_text", args, device)
+            decode_text(llm, todo, asr, prefixes, args, writer, device)
+    dt = time.time() - t0
+    logging.info(f"decoded {len(todo)} utterances in {dt:.1f} s -> {out_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Preprocessor of the BLSP task: text fields -> LLM token ids.
+
+The tokenizer is loaded lazily on first use, so that the preprocessor pickles cheaply
+into DataLoader workers and importing the task downloads nothing.
+
+Input (one utterance, as ESPnet's loaders give it)::
+
+    speech       (T, F) float    log-mel frames or encoder outputs (passed through)
+    text         str             transcript (prompt-normalised)
+    response     str             continuation / transcript (optional)
+    instruction  str             instruction (optional; ``default_instruction`` else)
+
+Output::
+
+    speech (T, F), text (N,), prefix (P,), suffix (S,), response (R,)   int64 ids
+"""
+
+from typing import Dict, Optional
+
+import numpy as np
+
+
+class BLSPPreprocessor:
+    """Tokenise transcript, instruction and response with the LLM's template.
+
+    Args:
+        llm_path: directory (or hub id) of the LLM whose tokenizer is used.
+        prompt_template: ``blsp`` or ``chat`` (see :class:`PromptTemplate`).
+        default_instruction: used when the utterance has no ``instruction``.
+    """
+
+    def __init__(
+        self,
+        llm_path: str,
+        prompt_template: str = "blsp",
+        default_instruction: str = (
+            "Continue the following text in a coherent and engaging style "
+            "with less than 40 words."
+        ),
+    ):
+        self.llm_path = llm_path
+        self.prompt_template = prompt_template
+        self.default_instruction = default_instruction
+        self._template = None
+
+    @property
+    def template(self):
+        if self._template is None:
+            from transformers import AutoTokenizer
+
+            from espnet_blsp.llm.prompt import PromptTemplate
+
+            tokenizer = AutoTokenizer.from_pretrained(self.llm_path)
+            self._template = PromptTemplate(tokenizer, kind=self.prompt_template)
+        return self._template
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_template"] = None
+        return state
+
+    def __call__(self, uid: str, data: Dict) -> Dict[str, np.ndarray]:
+        t = self.template
+        out: Dict[str, np.ndarray] = {}
+        if "speech" in data:
+            out["speech"] = data["speech"]
+        if "text" in data:
+            text = str(data["text"]).strip()
+            if not text:
+                raise ValueError(f"utterance {uid}: empty transcript")
+            out["text"] = np.asarray(t.text_ids(text), dtype=np.int64)
+        instruction = str(data.get("instruction", "") or "").strip()
+        out["prefix"] = np.asarray(
+            t.prefix_ids(instruction or self.default_instruction), dtype=np.int64
+        )
+        out["suffix"] = np.asarray(t.suffix_ids(), dtype=np.int64)
+        if "response" in data:
+            out["response"] = np.asarray(
+                t.text_ids(str(data["response"]).strip()), dtype=np.int64
+            )
+        return out
+
+
+def build_preprocessor(llm_conf: Dict, default_instruction: Optional[str] = None):
+    kwargs = {}
+    if default_instruction:
+        kwargs["default_instruction"] = default_instruction
+    return BLSPPreprocessor(
+        llm_conf["model_name_or_path"],
+        prompt_template=llm_conf.get("prompt_template", "blsp"),
+        **kwargs,
+    )

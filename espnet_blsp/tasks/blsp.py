@@ -1,0 +1,181 @@
+"""BLSPTask: the BLSP / BLSP-KD model as an ESPnet2 task.
+
+Data names (``--train_data_path_and_name_and_type path,name,type``)::
+
+    speech       kaldi_ark   dump/<set>/feats.scp        log-mel (T, n_mels) or encoder outputs
+    text         text        dump/<set>/text             prompt-normalised transcript
+    response     text        dump/<set>/response         continuation / transcript (optional)
+    instruction  text        dump/<set>/instruction      per-utterance instruction (optional)
+
+Config keys (YAML mirrors the constructors)::
+
+    speech_encoder_conf: {model_name_or_path, freeze, dtype}
+    speech_adapter: cnn | cformer        speech_adapter_conf: {...}
+    llm_conf: {model_name_or_path, dtype, attn_implementation, prompt_template,
+               lora_conf: {r, alpha, dropout, target_modules}, gradient_checkpointing}
+    model_conf: {ce_weight, kl_resp_weight, kl_input_weight, cif_weight, temperature, ...}
+"""
+
+import argparse
+import logging
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.trainer import Trainer
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str2bool, str_or_none
+
+from espnet_blsp.adapters import CFormerAdapter, CNNAdapter
+from espnet_blsp.collate import BLSPCollateFn
+from espnet_blsp.espnet_model import BLSPModel
+from espnet_blsp.preprocess import build_preprocessor
+
+# ``--adapter`` belongs to ESPnet's own LoRA/Houlsby options, hence ``speech_adapter``.
+speech_adapter_choices = ClassChoices(
+    name="speech_adapter",
+    classes=dict(cnn=CNNAdapter, cformer=CFormerAdapter),
+    default="cnn",
+)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose from {sorted(_DTYPES)}")
+    return _DTYPES[name]
+
+
+class BLSPTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = [speech_adapter_choices]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="BLSP task related")
+        group.add_argument(
+            "--speech_encoder_conf",
+            action=NestedDictAction,
+            default=dict(model_name_or_path=None, freeze=True, dtype="float32"),
+            help="Whisper encoder: model_name_or_path, freeze, dtype",
+        )
+        group.add_argument(
+            "--llm_conf",
+            action=NestedDictAction,
+            default=dict(
+                model_name_or_path=None,
+                dtype="bfloat16",
+                attn_implementation="sdpa",
+                prompt_template="blsp",
+                lora_conf=None,
+                gradient_checkpointing=False,
+            ),
+            help="LLM: model_name_or_path, dtype, attn_implementation, "
+            "prompt_template (blsp|chat), lora_conf (Partial LoRA), gradient_checkpointing",
+        )
+        group.add_argument(
+            "--model_conf",
+            action=NestedDictAction,
+            default=get_default_kwargs(BLSPModel),
+            help="BLSPModel arguments: loss weights, temperature, ...",
+        )
+        group.add_argument(
+            "--default_instruction",
+            type=str_or_none,
+            default=None,
+            help="instruction for utterances without an 'instruction' entry "
+            "(default: the BLSP continuation instruction)",
+        )
+        group.add_argument(
+            "--use_responses",
+            type=str2bool,
+            default=True,
+            help="recipe: train on stage-3 responses (false: ASR data only, "
+            "BLSP-KD variant 4); kept in config.yaml for reproducibility",
+        )
+        group.add_argument(
+            "--rp_ratio",
+            type=str,
+            default="0",
+            help="recipe: repetition:continuation mixing ratio of stage 3, e.g. 1:9",
+        )
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
+        return BLSPCollateFn(float_pad_value=0.0, int_pad_value=-1)
+
+    @classmethod
+    def build_preprocess_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Optional[Callable[[str, Dict[str, np.ndarray]], Dict[str, np.ndarray]]]:
+        return build_preprocessor(args.llm_conf, args.default_instruction)
+
+    @classmethod
+    def required_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        return ("speech",) if inference else ("speech", "text")
+
+    @classmethod
+    def optional_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        return ("text", "instruction") if inference else ("response", "instruction")
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> BLSPModel:
+        return build_blsp_model(
+            args.speech_encoder_conf,
+            args.speech_adapter,
+            args.speech_adapter_conf,
+            args.llm_conf,
+            args.model_conf,
+        )
+
+
+def build_blsp_model(
+    speech_encoder_conf: Dict,
+    speech_adapter: str,
+    speech_adapter_conf: Dict,
+    llm_conf: Dict,
+    model_conf: Dict,
+) -> BLSPModel:
+    """Build BLSPModel from the four config sections (also used by inference)."""
+    from espnet_blsp.encoders.whisper import WhisperSpeechEncoder
+    from espnet_blsp.llm.causal_lm import SpeechLLM
+
+    for section, conf in (("speech_encoder_conf", speech_encoder_conf), ("llm_conf", llm_conf)):
+        if not conf.get("model_name_or_path"):
+            raise ValueError(f"{section}.model_name_or_path is required")
+
+    # 1. speech encoder (frozen unless freeze: false, variants 6 and 7)
+    enc_conf = dict(speech_encoder_conf)
+    enc_dtype = resolve_dtype(enc_conf.pop("dtype", "float32"))
+    encoder = WhisperSpeechEncoder(**enc_conf)
+    if enc_conf.get("freeze", True):
+        encoder.to(dtype=enc_dtype)
+
+    # 2. LLM (frozen) + optional Partial LoRA
+    llm = SpeechLLM(**llm_conf)
+
+    # 3. adapter, shaped like the encoder's layers unless configured
+    adapter_conf = dict(speech_adapter_conf)
+    adapter_class = speech_adapter_choices.get_class(speech_adapter)
+    if adapter_class is CFormerAdapter:
+        adapter_conf.setdefault("attention_heads", encoder.num_heads)
+        adapter_conf.setdefault("linear_units", encoder.ffn_dim)
+    adapter = adapter_class(
+        input_size=encoder.output_size(), output_size=llm.hidden_size, **adapter_conf
+    )
+
+    # 4. model with its losses
+    model = BLSPModel(encoder=encoder, adapter=adapter, llm=llm, **model_conf)
+    model.log_trainable()
+    return model

@@ -1,0 +1,40 @@
+"""espnet_blsp: BLSP and BLSP-KD as an ESPnet2 plugin recipe."""
+
+from setuptools import find_packages, setup
+
+install_requires = [
+    "espnet==202511",
+    "torch>=2.1",
+    "torchaudio",
+    "transformers>=4.56",
+    "peft",
+    "sentencepiece",
+    "kaldiio",
+    "sacrebleu",
+    "jiwer",
+    "pyyaml",
+    "humanfriendly",
+    "soundfile",
+    "safetensors",
+    "tqdm",
+]
+
+extras_require = {
+    # offline mini default: GGUF loading, TTS for the synthetic corpus
+    "mini": ["gguf", "accelerate", "piper-tts==1.8.0"],
+    "test": ["pytest", "hypothesis"],
+}
+
+setup(
+    name="espnet_blsp",
+    version="0.1.0",
+    description="BLSP / BLSP-KD: speech input for frozen instruction-following LLMs, "
+    "as an ESPnet2 plugin recipe",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["espnet_blsp", "espnet_blsp.*"]),
+    python_requires=">=3.9",
+    install_requires=install_requires,
+    extras_require=extras_require,
+    license="Apache-2.0",
+)
