@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# BLSP / BLSP-KD recipe: speech input for a frozen instruction-following LLM.
+#
+#   ./run.sh                                  # offline mini default, stages 0-6, CPU
+#   ./run.sh --stage 1 --stop_stage 6         # skip asset preparation
+#   ./run.sh --adapter cformer                # BLSP-KD (CFormer + KD losses)
+#   ./run.sh --corpus librispeech --corpus_dir /data/LibriSpeech \
+#       --train_set train_960 --valid_set dev_clean --test_sets "test_clean test_other" \
+#       --speech_encoder openai/whisper-small --llm /models/llama-2-7b-alpaca --ngpu 8
+#
+# Stages: 0 offline assets (mini only)  1 data prep  2 feature dumping
+#         3 teacher generation  4 training  5 decoding  6 scoring
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+# >>> options
+stage=0                 # first stage to run
+stop_stage=6            # last stage to run
+corpus=mini             # mini | librispeech | gigaspeech | commonvoice | tedlium3 | covost2 | mustc | snips | fsc | slue_voxceleb | kaldi
+corpus_dir=             # corpus root (not needed for mini)
+train_set=mini_train    # training set name (data/<name>)
+valid_set=mini_dev      # validation set name
+test_sets="mini_test real_librivox real_cards"  # test set names
+adapter=cnn             # cnn (BLSP) | cformer (BLSP-KD); picks the default --train_config
+train_config=           # training config (default: conf/<mini/>train_blsp.yaml or _kd...yaml by --adapter)
+decode_config=conf/decode.yaml  # batch_size, beam_size, max_new_tokens
+speech_encoder=         # HF Whisper dir or hub id (default: the mini asset whisper-base)
+llm=                    # HF causal LM dir or hub id (default: the mini asset SmolLM2-135M-Instruct)
+ngpu=0                  # GPUs for training/decoding (0: CPU); >1 runs DDP
+nj=2                    # parallel jobs for dumping, teacher generation and decoding
+inference_tasks="asr continuation"  # asr | continuation | st | snips | fsc | slue | qa
+st_lang=de              # target language of the st task
+rp_ratio=               # repetition:continuation mix, e.g. 1:9 (default: from the config)
+tag=                    # experiment name (default: config file name)
+baselines="text whisper untrained"  # Text+LLM, Whisper+LLM and untrained-adapter floor
+dump_encoder_output=false  # dump frozen encoder outputs instead of log-mel (frozen encoder only)
+teacher_batch_size=32   # batch size of teacher generation
+max_new_tokens=64       # teacher generation length (BLSP: 64)
+train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2"
+assets_dir=assets       # stage 0 output: converted Whisper and SmolLM2 checkpoints
+mini_dir=mini           # stage 0 output: the synthesized mini corpus
+mini_whisper=base       # base | tiny.en
+mini_num_train=2000     # mini corpus sizes
+mini_num_dev=100
+mini_num_test=100
+# <<< options
+
+help_message="Usage: $0 [options]; every option is --name value (see the list below)."
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+if [ -z "${speech_encoder}" ] || [ -z "${llm}" ]; then
+    [ "${corpus}" = mini ] || { log "--speech_encoder and --llm are required for --corpus ${corpus}"; exit 1; }
+    speech_encoder=${speech_encoder:-${assets_dir}/whisper-${mini_whisper}}
+    llm=${llm:-${assets_dir}/smollm2-135m-instruct}
+    use_assets=true
+else
+    use_assets=false
+fi
+if [ -z "${train_config}" ]; then
+    sub=$([ "${corpus}" = mini ] && echo mini/ || echo "")
+    case ${adapter} in
+        cnn) train_config=conf/${sub}train_blsp.yaml ;;
+        cformer) train_config=conf/${sub}train_blsp_kd$([ -z "${sub}" ] && echo 5).yaml ;;
+        *) log "unknown --adapter ${adapter} (cnn | cformer)"; exit 1 ;;
+    esac
+fi
+[ -f "${train_config}" ] || { log "no such config: ${train_config}"; exit 1; }
+tag=${tag:-$(basename "${train_config}" .yaml)}
+expdir=exp/${tag}
+use_responses=$(python local/read_config.py "${train_config}" use_responses true)
+rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
+train_dir=dump/${train_set}; valid_dir=dump/${valid_set}
+if [ "${use_responses}" = true ]; then
+    suffix=_cw$([ "${rp_ratio}" != 0 ] && echo "_rp${rp_ratio/:/-}" || true)
+    train_dir=dump/${train_set}${suffix}; valid_dir=dump/${valid_set}_cw
+fi
+device=$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)
+mkdir -p "${expdir}"
+echo "$0 $*" >> "${expdir}/run.sh.cmd"
+
+if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+    if [ "${use_assets}" = true ]; then
+        log "Stage 0: offline assets -> ${assets_dir}/, mini corpus -> ${mini_dir}/"
+        python -m espnet_blsp.bin.prepare_assets --out_dir "${assets_dir}" --whisper "${mini_whisper}"
+        [ "${corpus}" != mini ] || python local/mini/make_corpus.py --out_dir "${mini_dir}" \
+            --num_train ${mini_num_train} --num_dev ${mini_num_dev} --num_test ${mini_num_test} --nj ${nj}
+    else
+        log "Stage 0: skipped (--speech_encoder and --llm given)"
+    fi
+fi
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    for dset in ${train_set} ${valid_set} ${test_sets}; do
+        log "Stage 1: data prep: ${corpus} ${dset} -> data/${dset}"
+        if [ "${corpus}" = mini ]; then
+            python local/data_prep.py --corpus kaldi --src "${mini_dir}/data/${dset}" --dst "data/${dset}"
+        else
+            python local/data_prep.py --corpus "${corpus}" --src "${corpus_dir}" --dst "data/${dset}" --subset "${dset}"
+        fi
+    done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    opt=$([ "${dump_encoder_output}" = true ] && echo --dump_encoder_output || true)
+    for dset in ${train_set} ${valid_set} ${test_sets}; do
+        [ -f "dump/${dset}/.done" ] && { log "Stage 2: dump/${dset} done, skipped"; continue; }
+        log "Stage 2: feature dumping: data/${dset} -> dump/${dset}/feats.scp (${nj} jobs)"
+        mkdir -p "dump/${dset}/log"
+        ${train_cmd} JOB=1:${nj} "dump/${dset}/log/dump.JOB.log" \
+            python -m espnet_blsp.bin.dump_feats --data_dir "data/${dset}" --out_dir "dump/${dset}" \
+                --speech_encoder "${speech_encoder}" --nj ${nj} --job JOB ${opt}
+        python -m espnet_blsp.bin.dump_feats --data_dir "data/${dset}" --out_dir "dump/${dset}" --nj ${nj} --merge
+        touch "dump/${dset}/.done"
+    done
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true ]; then
+    for dset in ${train_set} ${valid_set}; do
+        out=dump/${dset}_cw$([ "${dset}" = "${train_set}" ] && [ "${rp_ratio}" != 0 ] && echo "_rp${rp_ratio/:/-}" || true)
+        [ -f "${out}/.done" ] && { log "Stage 3: ${out} done, skipped"; continue; }
+        log "Stage 3: teacher generation: dump/${dset}/text -> ${out} (rp_ratio ${rp_ratio})"
+        mkdir -p "dump/${dset}/split${nj}" "dump/${dset}/log"
+        ${cuda_cmd} --gpu $([ "${ngpu}" -gt 0 ] && echo 1 || echo 0) JOB=1:${nj} "dump/${dset}/log/teacher.JOB.log" \
+            python -m espnet_blsp.bin.generate_teacher --llm "${llm}" --text "dump/${dset}/text" \
+                --out "dump/${dset}/split${nj}/continuation.JOB" --nj ${nj} --job JOB \
+                --batch_size ${teacher_batch_size} --max_new_tokens ${max_new_tokens} --device ${device}
+        python -m espnet_blsp.bin.generate_teacher --mix --dump_dir "dump/${dset}" --out_dir "${out}" \
+            --nj ${nj} --rp_ratio "$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)"
+        touch "${out}/.done"
+    done
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    data_opts=()
+    for part in train valid; do
+        d=$([ ${part} = train ] && echo "${train_dir}" || echo "${valid_dir}")
+        data_opts+=(--${part}_data_path_and_name_and_type "${d}/feats.scp,speech,kaldi_ark"
+                    --${part}_data_path_and_name_and_type "${d}/text,text,text")
+        [ "${use_responses}" = false ] || data_opts+=(
+                    --${part}_data_path_and_name_and_type "${d}/response,response,text"
+                    --${part}_data_path_and_name_and_type "${d}/instruction,instruction,text")
+    done
+    model_opts=(--config "${train_config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"
+                --llm_conf "model_name_or_path=${llm}")
+    [ ${ngpu} -gt 0 ] || model_opts+=(--llm_conf dtype=float32)
+    if [ ! -f "${expdir}/stats/.done" ]; then
+        log "Stage 4a: collect_stats: ${train_dir} -> ${expdir}/stats"
+        ${train_cmd} "${expdir}/stats/collect_stats.log" \
+            python -m espnet_blsp.bin.blsp_train --collect_stats true --ngpu 0 "${model_opts[@]}" "${data_opts[@]}" \
+                --model_conf extract_feats_in_collect_stats=false --output_dir "${expdir}/stats" --num_workers 0
+        touch "${expdir}/stats/.done"
+    fi
+    log "Stage 4b: training: ${train_config} -> ${expdir} (ngpu ${ngpu})"
+    echo "python -m espnet_blsp.bin.blsp_train ${model_opts[*]} ${data_opts[*]} ${train_args}" > "${expdir}/train.cmd"
+    # shellcheck disable=SC2086
+    ${cuda_cmd} --gpu ${ngpu} "${expdir}/train.log" \
+        python -m espnet_blsp.bin.blsp_train "${model_opts[@]}" "${data_opts[@]}" \
+            --train_shape_file "${expdir}/stats/train/speech_shape" \
+            --valid_shape_file "${expdir}/stats/valid/speech_shape" \
+            --ngpu ${ngpu} --multiprocessing_distributed $([ ${ngpu} -gt 1 ] && echo true || echo false) \
+            --resume true --output_dir "${expdir}" ${train_args}
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    decode_opts=$(python local/read_config.py "${decode_config}" --as_args)
+    for dset in ${test_sets}; do
+        for task in ${inference_tasks}; do
+            lang_opt=$([ "${task}" = st ] && echo "--target_lang ${st_lang}" || true)
+            log "Stage 5: decoding: ${task} on dump/${dset} -> ${expdir}/decode_${task}_${dset}"
+            # shellcheck disable=SC2086
+            python -m espnet_blsp.bin.blsp_inference --mode speech --exp_dir "${expdir}" \
+                --data_dir "dump/${dset}" --task ${task} --out_dir "${expdir}/decode_${task}_${dset}" \
+                --device ${device} ${decode_opts} ${lang_opt}
+            for b in ${baselines}; do
+                bdir=${expdir}/baselines/$(case $b in text) echo text_llm;; whisper) echo whisper_llm;; untrained) echo untrained;; *) log "unknown baseline $b"; exit 1;; esac)
+                # shellcheck disable=SC2086
+                python -m espnet_blsp.bin.blsp_inference --mode "${b}" --exp_dir "${expdir}" \
+                    --data_dir "dump/${dset}" --task ${task} --out_dir "${bdir}/decode_${task}_${dset}" \
+                    --whisper "${speech_encoder}" --wav_data_dir "data/${dset}" --device ${device} \
+                    ${decode_opts} ${lang_opt}
+            done
+        done
+    done
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: scoring: ${expdir}/decode_* -> ${expdir}/RESULTS.md"
+    python local/score_all.py --exp_dir "${expdir}" --data_root data --test_sets "${test_sets}" \
+        --tasks "${inference_tasks}" --st_lang "${st_lang}"
+    cat "${expdir}/RESULTS.md"
+fi
+log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Read one key of a YAML config for run.sh.
+
+Usage:
+    python local/read_config.py conf/train_blsp.yaml rp_ratio 0     # value or default
+    python local/read_config.py conf/decode.yaml --as_args          # --key value ...
+"""
+
+import sys
+
+import yaml
+
+
+def main(argv) -> None:
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    with open(argv[0], encoding="utf-8") as f:
+        cfg = yaml.safe_load(f) or {}
+    if argv[1] == "--as_args":
+        print(" ".join(f"--{k} {v}" for k, v in cfg.items()))
+        return
+    value = cfg.get(argv[1], argv[2] if len(argv) > 2 else None)
+    if value is None:
+        raise SystemExit(f"{argv[0]} has no key {argv[1]!r}")
+    print(str(value).lower() if isinstance(value, bool) else value)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
