@@ -1,0 +1,146 @@
+"""BLSPModel: losses per config, batch invariance, trainable-only checkpoints, bad input."""
+
+import pytest
+import torch
+
+from espnet_blsp.tasks.blsp import build_blsp_model
+
+CONFIGS = {
+    "blsp_ce": ("cnn", {"bottleneck_dim": 16}, {"ce_weight": 1.0}, None),
+    "kd1_cnn_kl": ("cnn", {"bottleneck_dim": 16}, {"ce_weight": 0.0, "kl_resp_weight": 1.0}, None),
+    "kd5_cformer": (
+        "cformer", {"num_pre_layers": 1, "num_post_layers": 1, "dropout_rate": 0.0},
+        {"ce_weight": 0.0, "kl_resp_weight": 1.0, "kl_input_weight": 1.0, "cif_weight": 1.0}, None,
+    ),
+    "kd7_lora": (
+        "cformer", {"num_pre_layers": 1, "num_post_layers": 1, "dropout_rate": 0.0},
+        {"ce_weight": 0.0, "kl_resp_weight": 1.0, "kl_input_weight": 1.0, "cif_weight": 1.0},
+        {"r": 4, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    ),
+}
+EXPECTED_STATS = {
+    "blsp_ce": {"loss", "loss_ce", "acc"},
+    "kd1_cnn_kl": {"loss", "loss_kl_resp", "acc"},
+    "kd5_cformer": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc"},
+    "kd7_lora": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc"},
+}
+
+
+def build(name, whisper, llm, freeze_encoder=True):
+    adapter, aconf, mconf, lora = CONFIGS[name]
+    torch.manual_seed(0)
+    return build_blsp_model(
+        {"model_name_or_path": whisper, "freeze": freeze_encoder},
+        adapter, aconf, {"model_name_or_path": llm, "dtype": "float32", "lora_conf": lora}, mconf,
+    )
+
+
+def make_batch(model, texts, responses, frames):
+    t = model.llm.template
+    pad = lambda xs: (  # noqa: E731
+        torch.nn.utils.rnn.pad_sequence([torch.tensor(x) for x in xs], batch_first=True, padding_value=-1),
+        torch.tensor([len(x) for x in xs]),
+    )
+    g = torch.Generator().manual_seed(0)
+    speech = torch.randn(len(texts), max(frames), 80, generator=g)
+    batch = dict(speech=speech, speech_lengths=torch.tensor(frames))
+    for name, seqs in (
+        ("text", [t.text_ids(x) for x in texts]),
+        ("prefix", [t.prefix_ids("Continue the text.")] * len(texts)),
+        ("suffix", [t.suffix_ids()] * len(texts)),
+        ("response", [t.text_ids(x) for x in responses]),
+    ):
+        batch[name], batch[f"{name}_lengths"] = pad(seqs)
+    batch["utt_id"] = [f"utt{i}" for i in range(len(texts))]
+    return batch
+
+
+def _slice(batch, i):
+    out = {}
+    for k, v in batch.items():
+        if k == "utt_id":
+            out[k] = [v[i]]
+        elif k.endswith("_lengths"):
+            out[k] = v[i : i + 1]
+    for k, v in batch.items():
+        if k != "utt_id" and not k.endswith("_lengths"):
+            out[k] = v[i : i + 1, : int(batch[f"{k}_lengths"][i])]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_forward_backward_stats(name, tiny_whisper, tiny_llm):
+    model = build(name, tiny_whisper, tiny_llm)
+    batch = make_batch(model, ["the sun is warm", "rain in the city today"], ["and bright", "so we stay home"], [200, 330])
+    model.train()
+    loss, stats, weight = model(**batch)
+    assert set(stats) == EXPECTED_STATS[name]
+    assert int(weight) == 2 and torch.isfinite(loss)
+    loss.backward()
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("adapter.") or "lora_" in n for n in trainable)
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "adapter" in n)
+
+
+@pytest.mark.parametrize("name", ["blsp_ce", "kd5_cformer"])
+def test_batched_loss_equals_single(name, tiny_whisper, tiny_llm):
+    model = build(name, tiny_whisper, tiny_llm).eval()
+    batch = make_batch(model, ["the sun is warm", "rain"], ["and bright", "so we stay home today"], [150, 330])
+    with torch.no_grad():
+        _, stats, _ = model(**batch)
+        singles = [model(**_slice(batch, i))[1] for i in range(2)]
+    # per-utterance KD/CIF terms are means over rows; compare the row-weighted means
+    key = "loss_ce" if name == "blsp_ce" else "loss_cif"
+    expected = (singles[0][key] + singles[1][key]) / 2 if key == "loss_cif" else None
+    if key == "loss_cif":
+        assert torch.allclose(stats[key], expected, atol=1e-5)
+    n = [int(batch["response_lengths"][i]) + 1 for i in range(2)]
+    if name == "blsp_ce":
+        weighted = sum(singles[i]["loss_ce"] * n[i] for i in range(2)) / sum(n)
+        assert torch.allclose(stats["loss_ce"], weighted, atol=1e-5)
+    else:
+        weighted = sum(singles[i]["loss_kl_resp"] * n[i] for i in range(2)) / sum(n)
+        assert torch.allclose(stats["loss_kl_resp"], weighted, atol=1e-5)
+
+
+def test_checkpoint_holds_trainable_only_and_reloads(tiny_whisper, tiny_llm, tmp_path):
+    model = build("kd7_lora", tiny_whisper, tiny_llm, freeze_encoder=False)
+    sd = model.state_dict()
+    assert any(k.startswith("adapter.") for k in sd) and any("lora_A" in k for k in sd)
+    assert any(k.startswith("encoder.") for k in sd)  # unfrozen encoder (variants 6, 7)
+    assert not any(k.startswith("llm.") and "lora_" not in k for k in sd)
+    for p in model.adapter.parameters():
+        torch.nn.init.normal_(p)
+    torch.save(model.state_dict(), tmp_path / "ckpt.pth")
+    fresh = build("kd7_lora", tiny_whisper, tiny_llm, freeze_encoder=False)
+    fresh.load_state_dict(torch.load(tmp_path / "ckpt.pth"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, fresh.state_dict()[k])
+    with pytest.raises(RuntimeError, match="missing trainable"):
+        fresh.load_state_dict({})
+
+
+def test_llm_keeps_its_dtype_when_trainer_casts(tiny_whisper, tiny_llm):
+    torch.manual_seed(0)
+    model = build_blsp_model(
+        {"model_name_or_path": tiny_whisper}, "cnn", {"bottleneck_dim": 8},
+        {"model_name_or_path": tiny_llm, "dtype": "bfloat16"}, {"ce_weight": 1.0},
+    )
+    model.to(dtype=torch.float32, device="cpu")  # what ESPnet's trainer does
+    assert model.llm.dtype == torch.bfloat16
+    assert next(model.adapter.parameters()).dtype == torch.float32
+
+
+def test_bad_input_names_the_utterance(tiny_whisper, tiny_llm):
+    model = build("blsp_ce", tiny_whisper, tiny_llm)
+    batch = make_batch(model, ["the sun", "rain"], ["ok", "no"], [100, 100])
+    batch["text_lengths"] = torch.tensor([2, 0])
+    with pytest.raises(ValueError, match="utt1.*empty transcript"):
+        model(**batch)
+    batch = make_batch(model, ["the sun", "rain"], ["ok", "no"], [100, 3001])
+    with pytest.raises(ValueError, match="utt1.*30 s"):
+        model(**batch)
+    model.max_context = 20
+    batch = make_batch(model, ["the sun is warm and bright", "rain"], ["ok", "no"], [100, 100])
+    with pytest.raises(ValueError, match="overflows the LLM context.*utt0"):
+        model(**batch)
