@@ -17,6 +17,7 @@ install_requires = [
     "soundfile",
     "safetensors",
     "tqdm",
+    "tensorboard",  # ESPnet's trainer logs to it
 ]
 
 extras_require = {

@@ -31,6 +31,7 @@ SAMPLE_RATE = 16000
 HOP = 160  # Whisper: 10 ms frames
 MAX_FRAMES = 3000  # 30 s
 # Per-utterance files carried from data/<set> to dump/<set> when present.
+# ``text.prompt`` (the transcript as the LLM sees it) becomes dump/<set>/text.
 TEXT_FILES = ("text", "text.prompt", "response", "instruction", "translation", "label", "question")
 
 
@@ -166,15 +167,16 @@ def merge(args) -> None:
             f.write(f"{k} {','.join(map(str, shape))}\n")
     with open(out_dir / "excluded.txt", "w", encoding="utf-8") as f:
         f.writelines(f"{k} {excluded[k]}\n" for k in sorted(excluded))
+    has_prompt = (data_dir / "text.prompt").exists()
     for name in TEXT_FILES:
         src = data_dir / name
-        if not src.exists():
+        if not src.exists() or (name == "text" and has_prompt):
             continue
         table = read_kv(src)
         lost = [k for k in keys if k not in table]
         if lost:
             raise ValueError(f"{src} lacks {len(lost)} utterances, e.g. {lost[:5]}")
-        with open(out_dir / name, "w", encoding="utf-8") as f:
+        with open(out_dir / name.replace("text.prompt", "text"), "w", encoding="utf-8") as f:
             f.writelines(f"{k} {table[k]}\n" for k in keys)
     logging.info(
         f"{out_dir}: {len(keys)} utterances dumped, {len(excluded)} excluded "

@@ -1,0 +1,1 @@
+"""Kaldi-style data directories and corpus preparation."""

@@ -1,0 +1,1 @@
+"""Scoring: WER, BLEU, SLU accuracy, Self-BLEU / Self-ROUGE-L."""
