@@ -1,11 +1,12 @@
 # Quick start (see README.md):
 #   make mini   install what the offline mini default needs and run egs2/blsp/run.sh
 #   make test   install what the tests need and run them
+#   make demo   every stage on a generated corpus with tiny random models
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 NJ ?= 2
 
-.PHONY: install install-test install-mini test mini bench
+.PHONY: install install-test install-mini test mini demo bench
 
 install:
 	$(PIP) install -q -e .
@@ -21,6 +22,12 @@ test: install-test
 
 mini: install-mini
 	cd egs2/blsp && ./run.sh --nj $(NJ)
+
+demo: install
+	cd egs2/blsp && $(PYTHON) -m espnet_blsp.bin.make_demo_assets --out_dir demo && \
+	./run.sh --stage 1 --stop_stage 6 --corpus kaldi --corpus_dir demo/corpus --train_set train \
+		--valid_set dev --test_sets test --speech_encoder demo/whisper --llm demo/llm \
+		--train_config conf/tuning/train_tiny_cnn.yaml --baselines "text untrained" --nj $(NJ)
 
 bench: install-test
 	$(PYTHON) benchmarks/run_cpu.py

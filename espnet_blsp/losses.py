@@ -4,7 +4,9 @@ CE and KL take hidden states already gathered at the N positions that need logit
 the frozen LM head weight (V, H). Logits are computed in float32 one chunk of rows at a
 time, in forward AND backward: the gradient w.r.t. the hidden rows is computed chunk by
 chunk inside forward and only it (N, H) is kept, so no [N, V] float32 tensor is ever
-held (at V = 151,936 that is 0.6 MB per row).
+held (at V = 151,936 that is 0.6 MB per row). The matmuls run in the head's dtype
+(bf16 on GPU, as HF computes logits) and softmax/log-sum-exp in float32; the head is
+never copied to float32.
 """
 
 from typing import Tuple
@@ -24,18 +26,18 @@ class _ChunkedCE(torch.autograd.Function):
         loss = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         grad = torch.empty_like(hidden) if hidden.requires_grad else None
-        w = weight.float()
+        w = weight
         for s in range(0, N, chunk_size):
-            h = hidden[s : s + chunk_size].float()
+            h = hidden[s : s + chunk_size].to(w.dtype)
             t = targets[s : s + chunk_size]
-            logits = h @ w.t()  # (C, V)
+            logits = (h @ w.t()).float()  # (C, H) @ (H, V) -> (C, V) float32
             lse = torch.logsumexp(logits, -1)
             loss += (lse - logits.gather(1, t[:, None])[:, 0]).sum()
             correct += (logits.argmax(-1) == t).sum()
             if grad is not None:
                 p = torch.softmax(logits, -1)
                 p[torch.arange(len(t)), t] -= 1.0
-                grad[s : s + chunk_size] = (p @ w / N).to(hidden.dtype)
+                grad[s : s + chunk_size] = ((p / N).to(w.dtype) @ w).to(hidden.dtype)
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(correct)
         return loss / N, correct
@@ -52,16 +54,16 @@ class _ChunkedKL(torch.autograd.Function):
         N = student.shape[0]
         loss = student.new_zeros((), dtype=torch.float32)
         grad = torch.empty_like(student) if student.requires_grad else None
-        w = weight.float()
+        w = weight
         for s in range(0, N, chunk_size):
-            ls = torch.log_softmax(student[s : s + chunk_size].float() @ w.t() / temperature, -1)
-            lt = torch.log_softmax(teacher[s : s + chunk_size].float() @ w.t() / temperature, -1)
+            ls = torch.log_softmax((student[s : s + chunk_size].to(w.dtype) @ w.t()).float() / temperature, -1)
+            lt = torch.log_softmax((teacher[s : s + chunk_size].to(w.dtype) @ w.t()).float() / temperature, -1)
             pt = lt.exp()
             loss += (pt * (lt - ls)).sum()
             if grad is not None:
                 # d/dz_s KL(pt || softmax(z_s / T)) = (ps - pt) / T
                 g = (ls.exp() - pt) / temperature
-                grad[s : s + chunk_size] = (g @ w / N).to(student.dtype)
+                grad[s : s + chunk_size] = ((g / N).to(w.dtype) @ w).to(student.dtype)
         ctx.save_for_backward(grad)
         return loss / N
 

@@ -13,8 +13,18 @@ def _pad_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.arange(T, device=lengths.device)[None] >= lengths[:, None]  # (B, T)
 
 
+def sinusoids(length: int, channels: int, device=None) -> torch.Tensor:
+    """(length, channels) sinusoidal positions, as Whisper's encoder uses."""
+    half = channels // 2
+    inv = torch.exp(-torch.log(torch.tensor(10000.0)) * torch.arange(half, device=device) / max(half - 1, 1))
+    t = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv[None]
+    pe = torch.cat([t.sin(), t.cos()], dim=1)
+    return nn.functional.pad(pe, (0, channels - 2 * half))
+
+
 class _Block(nn.Module):
-    """A stack of pre-LN transformer layers (GELU), shaped like Whisper's encoder layers."""
+    """A stack of pre-LN transformer layers (GELU), shaped like Whisper's encoder layers,
+    with sinusoidal positions added at its input (attention alone is order-blind)."""
 
     def __init__(self, d_model: int, heads: int, ffn: int, num_layers: int, dropout: float):
         super().__init__()
@@ -28,6 +38,7 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         pad = _pad_mask(lengths, x.shape[1])
+        x = x + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype)
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=pad)
         return self.norm(x).masked_fill(pad[:, :, None], 0.0)

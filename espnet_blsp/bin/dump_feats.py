@@ -88,6 +88,7 @@ def run_job(args) -> None:
     scp = split_dir / f"feats.{args.job}.scp"
     bad = split_dir / f"excluded.{args.job}"
 
+    scp.touch()  # a job whose utterances are all excluded still leaves its (empty) list
     source = AudioSource(data_dir)
     keys = split_for_job(source.keys(), args.nj, args.job)
     done = set(recover_lines(scp)) | set(recover_lines(bad))

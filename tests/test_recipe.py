@@ -1,0 +1,82 @@
+"""egs2/blsp/run.sh end to end (stages 1-6) on a fake corpus with tiny random models."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from espnet_blsp.testing.fake_corpus import make_fake_corpus
+from espnet_blsp.testing.tiny import make_tiny_llm, make_tiny_whisper
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    make_fake_corpus(str(root / "corpus"))
+    make_tiny_llm(str(root / "llm"))
+    make_tiny_whisper(str(root / "whisper"))
+    rdir = root / "egs"
+    rdir.mkdir()
+    for name in ("run.sh", "path.sh", "cmd.sh", "utils"):
+        os.symlink(REPO / "egs2/blsp" / name, rdir / name)
+    os.symlink(REPO / "conf", rdir / "conf")
+    os.symlink(REPO / "local", rdir / "local")
+    return root
+
+
+def run(recipe, *args):
+    cmd = ["./run.sh", "--corpus", "kaldi", "--corpus_dir", str(recipe / "corpus"), "--train_set", "train",
+           "--valid_set", "dev", "--test_sets", "test", "--speech_encoder", str(recipe / "whisper"),
+           "--llm", str(recipe / "llm"), "--nj", "2", "--teacher_batch_size", "4", "--max_new_tokens", "6",
+           "--baselines", "text untrained", *args]
+    out = subprocess.run(cmd, cwd=recipe / "egs", capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout + out.stderr
+
+
+def test_help_lists_every_option(recipe):
+    out = subprocess.run(["./run.sh", "--help"], cwd=recipe / "egs", capture_output=True, text=True)
+    assert out.returncode == 0
+    for opt in ("--stage", "--stop_stage", "--adapter", "--train_config", "--speech_encoder", "--llm",
+                "--ngpu", "--nj", "--train_set", "--valid_set", "--test_sets", "--inference_tasks",
+                "--rp_ratio", "--tag"):
+        assert opt + "=" in out.stdout, opt
+    bad = subprocess.run(["./run.sh", "--no_such_option", "1"], cwd=recipe / "egs", capture_output=True, text=True)
+    assert bad.returncode != 0 and "no_such_option" in bad.stderr
+
+
+@pytest.mark.slow
+def test_stages_1_to_6_cnn(recipe):
+    run(recipe, "--stage", "1", "--stop_stage", "6", "--train_config", "conf/tuning/train_tiny_cnn.yaml",
+        "--inference_tasks", "asr continuation", "--rp_ratio", "1:3")
+    egs = recipe / "egs"
+    exp = egs / "exp/train_tiny_cnn"
+    assert (exp / "valid.loss.best.pth").exists() and (exp / "config.yaml").exists()
+    # checkpoints hold the trainable adapter only, not the frozen encoder and LLM
+    import torch
+
+    keys = list(torch.load(exp / "1epoch.pth", map_location="cpu"))
+    assert keys and all(k.startswith("adapter.") for k in keys)
+    lines = (egs / "dump/train_cw_rp1-3/response").read_text().splitlines()
+    assert len(lines) == 8 + 3  # 8 continuations + round(8 / 3) repetitions
+    results = (exp / "RESULTS.md").read_text()
+    assert "| Text+LLM |" in results and "| train_tiny_cnn |" in results and "untrained adapter" in results
+    hyp = (exp / "decode_asr_test/text").read_text().splitlines()
+    assert len(hyp) == 4
+    # a re-run skips finished stages and redoes nothing
+    out = run(recipe, "--stage", "2", "--stop_stage", "3", "--train_config", "conf/tuning/train_tiny_cnn.yaml", "--rp_ratio", "1:3")
+    assert "done, skipped" in out
+
+
+@pytest.mark.slow
+def test_cformer_kd_with_partial_lora(recipe):
+    run(recipe, "--stage", "1", "--stop_stage", "5", "--adapter", "cformer",
+        "--train_config", "conf/tuning/train_tiny_cformer.yaml", "--inference_tasks", "asr")
+    exp = recipe / "egs/exp/train_tiny_cformer"
+    log = (exp / "train.log").read_text()
+    assert "loss_kl_input" in log and "loss_cif" in log and "lora_A" in log
+    assert len((exp / "decode_asr_test/text").read_text().splitlines()) == 4
