@@ -3,6 +3,7 @@
 
 Usage:
     python local/read_config.py conf/train_blsp.yaml rp_ratio 0     # value or default
+    python local/read_config.py conf/train_blsp.yaml llm_conf.prompt_template blsp
     python local/read_config.py conf/decode.yaml --as_args          # --key value ...
 """
 
@@ -19,7 +20,11 @@ def main(argv) -> None:
     if argv[1] == "--as_args":
         print(" ".join(f"--{k} {v}" for k, v in cfg.items()))
         return
-    value = cfg.get(argv[1], argv[2] if len(argv) > 2 else None)
+    value = cfg
+    for part in argv[1].split("."):  # dotted keys: llm_conf.prompt_template
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None and len(argv) > 2:
+        value = argv[2]
     if value is None:
         raise SystemExit(f"{argv[0]} has no key {argv[1]!r}")
     print(str(value).lower() if isinstance(value, bool) else value)

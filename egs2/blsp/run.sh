@@ -75,6 +75,7 @@ tag=${tag:-$(basename "${train_config}" .yaml)}
 expdir=exp/${tag}
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
+prompt_template=$(python local/read_config.py "${train_config}" llm_conf.prompt_template blsp)
 train_dir=dump/${train_set}; valid_dir=dump/${valid_set}
 if [ "${use_responses}" = true ]; then
     suffix=_cw$([ "${rp_ratio}" != 0 ] && echo "_rp${rp_ratio/:/-}" || true)
@@ -134,7 +135,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
         ${cuda_cmd} --gpu $([ "${ngpu}" -gt 0 ] && echo 1 || echo 0) JOB=1:${nj} "dump/${dset}/log/teacher.JOB.log" \
             python -m espnet_blsp.bin.generate_teacher --llm "${llm}" --text "dump/${dset}/text" \
                 --out "dump/${dset}/split${nj}/continuation.JOB" --nj ${nj} --job JOB \
-                --batch_size ${teacher_batch_size} --max_new_tokens ${max_new_tokens} --device ${device}
+                --batch_size ${teacher_batch_size} --max_new_tokens ${max_new_tokens} --device ${device} \
+                --prompt_template ${prompt_template}
         python -m espnet_blsp.bin.generate_teacher --mix --dump_dir "dump/${dset}" --out_dir "${out}" \
             --nj ${nj} --rp_ratio "$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)"
         touch "${out}/.done"

@@ -5,6 +5,8 @@ No Python loop over frames or tokens: frame i covers the interval
 owns ``[j * threshold, (j + 1) * threshold)``. The weight of frame i in token j is the
 length of the overlap of the two intervals, so a frame straddling a boundary is split
 between the token that fires and the next one, exactly as the per-frame loop does.
+Each frame overlaps only a few consecutive tokens, so the weighted frames are
+scatter-added into their tokens: O(T * C), not O(T * N * C).
 """
 
 from typing import Tuple
@@ -65,15 +67,18 @@ def cif(
         # Guard against round-off: the last token absorbs what is left of the sum.
         end = end * (counts.double() / (total / threshold).clamp_min(1e-12))[:, None]
         start = start * (counts.double() / (total / threshold).clamp_min(1e-12))[:, None]
-    j = torch.arange(N, device=hidden.device, dtype=torch.float64)  # (N,)
-    lo = torch.maximum(start[:, :, None], j[None, None, :])  # (B, T, N)
-    hi = torch.minimum(end[:, :, None], j[None, None, :] + 1)
-    w = (hi - lo).clamp_min(0.0) * threshold  # (B, T, N) weight of frame t in token j
-    valid_tok = j[None, :] < counts[:, None]  # (B, N)
-    w = w * valid_tok[:, None, :] * mask[:, :, None]
-    # keep the autograd path through alphas: w is linear in the cumulative sums
-    w = w.to(hidden.dtype)
-    out = torch.einsum("btn,btc->bnc", w, hidden)  # (B, N, C)
+    # Frame t touches tokens floor(start_t) .. floor(start_t) + K - 1; K is small (2 when
+    # every alpha <= threshold), so the loop below is over K, not frames or tokens.
+    j0 = torch.floor(start).long()  # (B, T)
+    K = max(int(torch.ceil((end - j0.double()).max()).item()) if T > 0 else 1, 1)
+    out = hidden.new_zeros(B, N, C)
+    for k in range(K):
+        j = j0 + k  # (B, T) token index
+        w = (torch.minimum(end, j.double() + 1) - torch.maximum(start, j.double())).clamp_min(0.0) * threshold
+        keep = mask & (j < counts[:, None]) & (w > 0)
+        w = (w * keep).to(hidden.dtype)  # (B, T) weight of frame t in token j
+        idx = j.clamp(0, N - 1)[:, :, None].expand(B, T, C)
+        out = out.scatter_add(1, idx, w[:, :, None] * hidden)  # (B, T, C) -> (B, N, C)
     return out, counts
 
 

@@ -189,6 +189,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_new_tokens", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default=None, help="LLM dtype for text/whisper modes")
+    p.add_argument("--prompt_template", default="blsp", help="text/whisper modes without --exp_dir")
     return p
 
 
@@ -221,14 +222,16 @@ def main(cmd=None) -> None:
     else:
         from espnet_blsp.llm.causal_lm import SpeechLLM
 
-        llm_path = args.llm
-        if not llm_path:
-            if not args.exp_dir:
-                raise SystemExit(f"--mode {args.mode} needs --llm or --exp_dir")
+        llm_path, template = args.llm, args.prompt_template
+        if args.exp_dir:  # the baselines use the experiment's LLM and prompt template
             with open(Path(args.exp_dir) / "config.yaml", encoding="utf-8") as f:
-                llm_path = yaml.safe_load(f)["llm_conf"]["model_name_or_path"]
+                llm_conf = yaml.safe_load(f)["llm_conf"]
+            llm_path = llm_path or llm_conf["model_name_or_path"]
+            template = llm_conf.get("prompt_template", template)
+        if not llm_path:
+            raise SystemExit(f"--mode {args.mode} needs --llm or --exp_dir")
         dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-        llm = SpeechLLM(llm_path, dtype=dtype).to(device).eval()
+        llm = SpeechLLM(llm_path, dtype=dtype, prompt_template=template).to(device).eval()
     prefixes = {k: torch.tensor(llm.template.prefix_ids(instr[k]), device=device) for k in todo}
 
     with LineAppender(out_path) as writer:

@@ -59,7 +59,7 @@ def generate(args) -> None:
         return
     device = pick_device(args.device)
     dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-    llm = SpeechLLM(args.llm, dtype=dtype).to(device).eval()
+    llm = SpeechLLM(args.llm, dtype=dtype, prompt_template=args.prompt_template).to(device).eval()
     t = llm.template
     prefix = torch.tensor(t.prefix_ids(args.instruction), device=device)
     suffix = torch.tensor(t.suffix_ids(), device=device)
@@ -136,6 +136,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="Kaldi text file of prompt-normalised transcripts")
     p.add_argument("--out", help="output file (one job)")
     p.add_argument("--instruction", default=CONTINUATION)
+    p.add_argument("--prompt_template", default="blsp", help="blsp | chat (as in the training config)")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

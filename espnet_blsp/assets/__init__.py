@@ -1,0 +1,1 @@
+"""Offline assets: real Whisper and LLM weights converted from registry packages."""
