@@ -88,11 +88,6 @@ echo "$0 $*" >> "${expdir}/run.sh.cmd"
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     if [ "${use_assets}" = true ]; then
         log "Stage 0: offline assets -> ${assets_dir}/, mini corpus -> ${mini_dir}/"
-        python -c "import espnet_blsp.bin.prepare_assets" 2>/dev/null || {
-            log "Stage 0 (offline Whisper/SmolLM2 assets and the synthesized mini corpus) is not"
-            log "implemented yet. Pass --speech_encoder/--llm and a corpus, or run 'make demo'"
-            log "(all stages on a generated corpus with tiny random models). See README.md."
-            exit 1; }
         python -m espnet_blsp.bin.prepare_assets --out_dir "${assets_dir}" --whisper "${mini_whisper}"
         [ "${corpus}" != mini ] || python local/mini/make_corpus.py --out_dir "${mini_dir}" \
             --num_train ${mini_num_train} --num_dev ${mini_num_dev} --num_test ${mini_num_test} --nj ${nj}

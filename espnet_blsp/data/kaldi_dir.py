@@ -95,20 +95,25 @@ def write_kv(path, table: Mapping[str, str]) -> None:
         raise
 
 
+def parse_segment(value: str) -> Tuple[str, float, float]:
+    """``"<recording> <start> <end>"`` -> (recording, start_s, end_s); ValueError if malformed."""
+    fields = value.split()
+    if len(fields) != 3:
+        raise ValueError("expected <recording> <start> <end>")
+    return fields[0], float(fields[1]), float(fields[2])
+
+
 def read_segments(path) -> Dict[str, Tuple[str, float, float]]:
     """``segments`` -> {utt: (recording, start_s, end_s)}; end -1 means "to the end"."""
     out: Dict[str, Tuple[str, float, float]] = {}
     for lineno, utt, value in iter_kv(path):
-        fields = value.split()
         try:
-            if len(fields) != 3:
-                raise ValueError("expected <utt> <recording> <start> <end>")
-            rec, start, end = fields[0], float(fields[1]), float(fields[2])
+            seg = parse_segment(value)
         except ValueError as e:
             raise DataDirError(f"{path}:{lineno}: bad segment for {utt}: {value!r} ({e})") from None
         if utt in out:
             raise DataDirError(f"{path}:{lineno}: duplicate key {utt}")
-        out[utt] = (rec, start, end)
+        out[utt] = seg
     return out
 
 
@@ -163,13 +168,13 @@ def validate_data_dir(d) -> List[str]:
         if not value:
             problems.append(f"{d / 'wav.scp'}: no audio path for {key}")
     if (d / "segments").is_file():
-        try:
-            segments = read_segments(d / "segments")
-        except DataDirError as e:
-            problems.append(str(e))
-            segments = {}
-        _scan(d / "segments", problems)  # duplicates and order
-        for utt, (rec, start, end) in segments.items():
+        segments = _scan(d / "segments", problems)
+        for utt, value in segments.items():
+            try:
+                rec, start, end = parse_segment(value)
+            except ValueError as e:
+                problems.append(f"{d / 'segments'}: bad segment for {utt}: {value!r} ({e})")
+                continue
             if rec not in wav:
                 problems.append(f"{d / 'segments'}: recording {rec} of {utt} is not in wav.scp")
             if start < 0 or (end != -1 and end <= start):

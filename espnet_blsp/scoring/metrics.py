@@ -99,9 +99,9 @@ def format_alignment(ops: Sequence[Tuple[str, str, str]]) -> List[str]:
         r, h = r or "*", h or "*"
         w = max(len(r), len(h))
         cols.append((r.ljust(w), h.ljust(w), ("" if op == "=" else op).ljust(w)))
-    return ["REF:  " + " ".join(c[0] for c in cols).rstrip(),
-            "HYP:  " + " ".join(c[1] for c in cols).rstrip(),
-            "EVAL: " + " ".join(c[2] for c in cols).rstrip()]
+    return [line.rstrip() for line in ("REF:  " + " ".join(c[0] for c in cols),
+                                       "HYP:  " + " ".join(c[1] for c in cols),
+                                       "EVAL: " + " ".join(c[2] for c in cols))]
 
 
 # --------------------------------------------------------------------------- BLEU

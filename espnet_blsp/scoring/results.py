@@ -32,7 +32,6 @@ for the ST Self-BLEU.
 """
 
 import datetime
-import html
 import platform
 import re
 import subprocess
@@ -47,21 +46,26 @@ from espnet_blsp.scoring.tables import read_score
 
 @dataclass(frozen=True)
 class Task:
-    """How a task is scored and shown: reference file (None: Text+LLM outputs) and header."""
+    """How a task is scored and shown.
 
+    ``metric``: wer | bleu | slu | self; ``ref_name``: the reference file under
+    ``<data_root>/<testset>`` (None: the Text+LLM outputs); ``header``: the column title.
+    """
+
+    metric: str
     ref_name: Optional[str]
     header: str
 
 
 # Column order of the table follows this order (BLSP Table 2, then BLSP-KD Tables 1-2).
 TASKS: Dict[str, Task] = {
-    "asr": Task("text", "ASR WER↓"),
-    "st": Task("translation", "ST BLEU↑"),
-    "snips": Task("label", "SNIPS ACC↑"),
-    "fsc": Task("label", "FSC ACC↑"),
-    "slue": Task("label", "SLUE ACC↑"),
-    "continuation": Task(None, "Continuation Self-BLEU / Self-ROUGE-L↑"),
-    "qa": Task(None, "QA Self-BLEU / Self-ROUGE-L↑"),
+    "asr": Task("wer", "text", "ASR WER↓"),
+    "st": Task("bleu", "translation", "ST BLEU↑"),
+    "snips": Task("slu", "label", "SNIPS ACC↑"),
+    "fsc": Task("slu", "label", "FSC ACC↑"),
+    "slue": Task("slu", "label", "SLUE ACC↑"),
+    "continuation": Task("self", None, "Continuation Self-BLEU / Self-ROUGE-L↑"),
+    "qa": Task("self", None, "QA Self-BLEU / Self-ROUGE-L↑"),
 }
 DEFAULT_ROWS = {"text_llm": "Text+LLM", "whisper_llm": "Whisper+LLM", "untrained": "untrained adapter"}
 _DECODE_RE = re.compile(r"^decode_([a-z]+)_(.+)$")
@@ -160,36 +164,15 @@ def score_systems(systems: Sequence[System], data_root: Path, st_lang: Callable[
     for s in systems:
         for (task, testset), d in sorted(s.decodes.items()):
             hyp = d / "text"
-            jobs = []
-            if TASKS[task].ref_name is None:
-                ref = text_llm.path / d.name / "text" if text_llm else None
-                jobs.append(("score", ref, lambda ref=ref, d=d, hyp=hyp:
-                             scorers.score_self(ref, hyp, d / "score", allow_missing)))
-            else:
-                ref = data_root / testset / TASKS[task].ref_name
-                if task == "asr":
-                    fn = lambda ref=ref, d=d, hyp=hyp: scorers.score_wer(ref, hyp, d / "score", allow_missing)  # noqa: E731
-                elif task == "st":
-                    fn = lambda ref=ref, d=d, hyp=hyp, lang=st_lang(testset): scorers.score_bleu(  # noqa: E731
-                        [dict(ref=ref, hyp=hyp, lang=lang, name=d.name)], d / "score", allow_missing)
-                else:
-                    fn = lambda ref=ref, d=d, hyp=hyp, task=task: scorers.score_slu(  # noqa: E731
-                        ref, hyp, d / "score", task=task, allow_missing=allow_missing)
-                jobs.append(("score", ref, fn))
-                if task == "st" and text_llm is not None:
-                    sref = text_llm.path / d.name / "text"
-                    jobs.append(("score_self", sref, lambda sref=sref, d=d, hyp=hyp:
-                                 scorers.score_self(sref, hyp, d / "score_self", allow_missing)))
-                if task == "asr" and (d / "asr_text").exists():
-                    jobs.append(("score_whisper", ref, lambda ref=ref, d=d: scorers.score_wer(
-                        ref, d / "asr_text", d / "score_whisper", allow_missing)))
-            for sub, ref, fn in jobs:
+            if not hyp.exists():
+                problems.append(f"{d}: no hypotheses ({hyp} missing; did stage 5 finish?)")
+                continue
+            for sub, ref, fn in _score_jobs(task, testset, d, hyp, data_root, st_lang, text_llm, allow_missing):
+                for stale in (d / sub / "score.json", d / sub / "error.txt"):
+                    stale.unlink(missing_ok=True)
                 if ref is None or not Path(ref).exists():
                     warn(f"{d}/{sub}: not scored, no reference {ref or '(no Text+LLM row)'}")
                     continue
-                if not hyp.exists():
-                    problems.append(f"{d}: no hypotheses ({hyp} missing; did stage 5 finish?)")
-                    break
                 try:
                     fn()
                 except (ValueError, FileNotFoundError) as e:
@@ -197,6 +180,27 @@ def score_systems(systems: Sequence[System], data_root: Path, st_lang: Callable[
                     (d / sub).mkdir(parents=True, exist_ok=True)
                     (d / sub / "error.txt").write_text(f"{e}\n", encoding="utf-8")
     return problems
+
+
+def _score_jobs(task, testset, d, hyp, data_root, st_lang, text_llm, allow_missing):
+    """(sub dir, reference path or None, scoring thunk) for one decode dir."""
+    self_ref = text_llm.path / d.name / "text" if text_llm else None
+    ref = data_root / testset / TASKS[task].ref_name if TASKS[task].ref_name else self_ref
+    headline = {
+        "wer": lambda: scorers.score_wer(ref, hyp, d / "score", allow_missing),
+        "bleu": lambda: scorers.score_bleu([dict(ref=ref, hyp=hyp, lang=st_lang(testset), name=d.name)],
+                                           d / "score", allow_missing),
+        "slu": lambda: scorers.score_slu(ref, hyp, d / "score", task=task, allow_missing=allow_missing),
+        "self": lambda: scorers.score_self(ref, hyp, d / "score", allow_missing),
+    }
+    jobs = [("score", ref, headline[TASKS[task].metric])]
+    if task == "asr" and (d / "asr_text").exists():  # Whisper+LLM: the standalone Whisper WER too
+        jobs.append(("score_whisper", ref, lambda: scorers.score_wer(
+            ref, d / "asr_text", d / "score_whisper", allow_missing)))
+    if task == "st" and self_ref is not None:  # BLSP-KD Table 1: ST Self-BLEU
+        jobs.append(("score_self", self_ref, lambda: scorers.score_self(
+            self_ref, hyp, d / "score_self", allow_missing)))
+    return jobs
 
 
 # ---------------------------------------------------------------------- the table
@@ -208,13 +212,11 @@ class Cell:
 
 
 def _load(d: Path, sub: str) -> Optional[dict]:
-    p = d / sub / "score.json"
-    if not p.exists():
-        return None
-    r = read_score(p)
-    if (d / sub / "error.txt").exists() and (d / sub / "error.txt").stat().st_mtime > p.stat().st_mtime:
+    """``d/sub/score.json``, ``{"error": ...}`` if scoring failed, or None if not scored."""
+    if (d / sub / "error.txt").exists():
         return {"error": (d / sub / "error.txt").read_text(encoding="utf-8").strip()}
-    return r
+    p = d / sub / "score.json"
+    return read_score(p) if p.exists() else None
 
 
 def _fmt(v) -> str:
@@ -224,12 +226,7 @@ def _fmt(v) -> str:
 def _cell(task: str, d: Optional[Path], kind: str) -> Cell:
     if d is None:
         return Cell("-")
-    if kind == "self":
-        r = _load(d, "score_self")
-    else:
-        r = _load(d, "score")
-        if r is None and (d / "score" / "error.txt").exists():
-            return Cell("error")
+    r = _load(d, "score_self" if kind == "self" else "score")
     if r is None:
         return Cell("-")
     if "error" in r:
@@ -237,7 +234,7 @@ def _cell(task: str, d: Optional[Path], kind: str) -> Cell:
     sc = r["scores"]
     if kind == "self":
         text = _fmt(sc["self_bleu"])
-    elif TASKS[task].ref_name is None:
+    elif TASKS[task].metric == "self":
         text = f"{_fmt(sc['self_bleu'])} / {_fmt(sc['self_rouge_l'])}"
     else:
         text = _fmt(sc[r["primary"]])
@@ -263,8 +260,8 @@ def build_table(systems: Sequence[System], tasks: Optional[Sequence[str]] = None
     cols: List[Tuple[str, str, str]] = []
     for task, testset in keys:
         cols.append((task, testset, "main"))
-        if task == "st" and any((s.decodes.get((task, testset)) or Path("/nonexistent")).joinpath(
-                "score_self", "score.json").exists() for s in systems):
+        if task == "st" and any(_load(s.decodes[task, testset], "score_self") is not None
+                                for s in systems if (task, testset) in s.decodes):
             cols.append((task, testset, "self"))
     st_sets = [k[1] for k in keys if k[0] == "st"]
     header = ["system"] + [("ST Self-BLEU↑" if kind == "self" else TASKS[t].header) + f" {ts}"
@@ -360,9 +357,9 @@ def render(systems: Sequence[System], title: str, command: str, exps: Sequence[P
                 if p.exists():
                     r = read_score(p)
                     main = r["scores"].get(r["primary"])
+                    cmd = r.get("command", "").replace("|", "\\|")
                     details.append(f"| {s.name} | `{d.name}/{sub}` | {r['metric']} | {_fmt(main)} | "
-                                   f"{r['num_utts']} | {r.get('num_missing', 0)} | "
-                                   f"`{html.escape(r.get('command', ''))}` |")
+                                   f"{r['num_utts']} | {r.get('num_missing', 0)} | `{cmd}` |")
     if details:
         out += ["", "<details><summary>Every score and the command that produced it</summary>", "",
                 "| system | decode | metric | value | utts | missing | command |",
