@@ -50,6 +50,7 @@ mini_num_test=100
 # <<< options
 
 help_message="Usage: $0 [options]; every option is --name value (see the list below)."
+run_cmd="$0 $*"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
@@ -83,7 +84,7 @@ if [ "${use_responses}" = true ]; then
 fi
 device=$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)
 mkdir -p "${expdir}"
-echo "$0 $*" >> "${expdir}/run.sh.cmd"
+echo "${run_cmd}" >> "${expdir}/run.sh.cmd"
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     if [ "${use_assets}" = true ]; then
@@ -192,9 +193,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    log "Stage 6: scoring: ${expdir}/decode_* -> ${expdir}/RESULTS.md"
-    python local/score_all.py --exp_dir "${expdir}" --data_root data --test_sets "${test_sets}" \
-        --tasks "${inference_tasks}" --st_lang "${st_lang}"
+    log "Stage 6: scoring: ${expdir}/{,baselines/*/}decode_*/text -> score/score.json, ${expdir}/RESULTS.md"
+    python local/make_results.py --exp "${expdir}" --score --data_root data --st_lang "${st_lang}" \
+        --tasks "${inference_tasks}" --test_sets "${test_sets}" --out "${expdir}/RESULTS.md"
     cat "${expdir}/RESULTS.md"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,1 +1,1 @@
-"""Kaldi-style data directories and corpus preparation."""
+"""Kaldi-style data directories (``kaldi_dir``) and corpus preparation (``corpora``)."""

@@ -260,17 +260,18 @@ def build_table(systems: Sequence[System], tasks: Optional[Sequence[str]] = None
     cols: List[Tuple[str, str, str]] = []
     for task, testset in keys:
         cols.append((task, testset, "main"))
-        if task == "st" and any(_load(s.decodes[task, testset], "score_self") is not None
-                                for s in systems if (task, testset) in s.decodes):
-            cols.append((task, testset, "self"))
-    st_sets = [k[1] for k in keys if k[0] == "st"]
+        if task == "st":
+            cols.append((task, testset, "self"))  # dropped below if no system has it
+    grid = [[_cell(t, s.decodes.get((t, ts)), kind) for t, ts, kind in cols] for s in systems]
+    keep = [i for i in range(len(cols)) if any(row[i].text != "-" for row in grid)]  # drop unscored columns
+    cols, grid = [cols[i] for i in keep], [[row[i] for i in keep] for row in grid]
+    st_sets = [ts for t, ts, kind in cols if t == "st" and kind == "main"]
     header = ["system"] + [("ST Self-BLEU↑" if kind == "self" else TASKS[t].header) + f" {ts}"
                            for t, ts, kind in cols]
     if len(st_sets) > 1:
         header.append("ST BLEU↑ avg")
     rows, any_missing, any_whisper = [], False, False
-    for s in systems:
-        cells = [_cell(t, s.decodes.get((t, ts)), kind) for t, ts, kind in cols]
+    for s, cells in zip(systems, grid):
         any_missing |= any(c.text.endswith("†") for c in cells)
         any_whisper |= any(" / " in c.text for (t, _, _), c in zip(cols, cells) if t == "asr")
         row = [s.name] + [c.text for c in cells]
@@ -285,7 +286,7 @@ def build_table(systems: Sequence[System], tasks: Optional[Sequence[str]] = None
                      "repeat them (BLSP Table 2).")
     if any_missing:
         notes.append("† some hypotheses were missing and scored as empty (see the decode dir's score/result.txt).")
-    if any(t in ("continuation", "qa") or kind == "self" for t, _, kind in cols):
+    if any(TASKS[t].metric == "self" or kind == "self" for t, _, kind in cols):
         notes.append("Self-BLEU / Self-ROUGE-L take the Text+LLM outputs as the reference (BLSP-KD Sec. 5.2).")
     if len(st_sets) > 1:
         notes.append("ST BLEU avg: mean over the ST test sets (directions), as the papers report.")
