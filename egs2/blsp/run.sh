@@ -103,7 +103,9 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         if [ "${corpus}" = mini ]; then
             python local/data_prep.py --corpus kaldi --src "${mini_dir}/data/${dset}" --dst "data/${dset}"
         else
-            python local/data_prep.py --corpus "${corpus}" --src "${corpus_dir}" --dst "data/${dset}" --subset "${dset}"
+            lang_opt=$(case ${corpus} in covost2|mustc) echo "--lang ${st_lang}";; *) true;; esac)
+            # shellcheck disable=SC2086
+            python local/data_prep.py --corpus "${corpus}" --src "${corpus_dir}" --dst "data/${dset}" --subset "${dset}" ${lang_opt}
         fi
     done
 fi
