@@ -69,7 +69,7 @@ class BLSPModel(AbsESPnetModel):
         kl_input_weight: float = 0.0,
         cif_weight: float = 0.0,
         temperature: float = 2.0,
-        loss_chunk_size: int = 2048,
+        loss_chunk_size: int = 256,
         precomputed_encoder: bool = False,
         max_context: Optional[int] = None,
         extract_feats_in_collect_stats: bool = False,

@@ -56,14 +56,16 @@ class _ChunkedKL(torch.autograd.Function):
         grad = torch.empty_like(student) if student.requires_grad else None
         w = weight
         for s in range(0, N, chunk_size):
-            ls = torch.log_softmax((student[s : s + chunk_size].to(w.dtype) @ w.t()).float() / temperature, -1)
-            lt = torch.log_softmax((teacher[s : s + chunk_size].to(w.dtype) @ w.t()).float() / temperature, -1)
+            # at most four (C, V) float32 buffers live at once; updates are in place
+            ls = torch.log_softmax((student[s : s + chunk_size].to(w.dtype) @ w.t()).float().div_(temperature), -1)
+            lt = torch.log_softmax((teacher[s : s + chunk_size].to(w.dtype) @ w.t()).float().div_(temperature), -1)
             pt = lt.exp()
-            loss += (pt * (lt - ls)).sum()
+            loss += torch.sum(pt * lt.sub_(ls))  # sum p_t (log p_t - log p_s)
+            del lt
             if grad is not None:
                 # d/dz_s KL(pt || softmax(z_s / T)) = (ps - pt) / T
-                g = (ls.exp() - pt) / temperature
-                grad[s : s + chunk_size] = ((g / N).to(w.dtype) @ w).to(student.dtype)
+                g = ls.exp_().sub_(pt).div_(temperature * N)
+                grad[s : s + chunk_size] = (g.to(w.dtype) @ w).to(student.dtype)
         ctx.save_for_backward(grad)
         return loss / N
 
@@ -74,7 +76,7 @@ class _ChunkedKL(torch.autograd.Function):
 
 
 def response_ce(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 2048
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 256
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of ``targets`` (N,) under logits ``hidden @ weight.T``.
 
@@ -93,7 +95,7 @@ def kl_div(
     teacher: torch.Tensor,
     weight: torch.Tensor,
     temperature: float = 2.0,
-    chunk_size: int = 2048,
+    chunk_size: int = 256,
 ) -> torch.Tensor:
     """KL(softmax(teacher logits / T) || softmax(student logits / T)), mean over N rows.
 
