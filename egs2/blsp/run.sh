@@ -154,6 +154,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     model_opts=(--config "${train_config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"
                 --llm_conf "model_name_or_path=${llm}")
     [ ${ngpu} -gt 0 ] || model_opts+=(--llm_conf dtype=float32)
+    [ "${dump_encoder_output}" = false ] || model_opts+=(--model_conf precomputed_encoder=true)
     if [ ! -f "${expdir}/stats/.done" ]; then
         log "Stage 4a: collect_stats: ${train_dir} -> ${expdir}/stats"
         ${train_cmd} "${expdir}/stats/collect_stats.log" \
