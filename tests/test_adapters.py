@@ -1,61 +1,134 @@
+"""Adapters: forward/backward, shapes with the arithmetic visible, batch and padding invariance."""
+
 import pytest
 import torch
 
 from espnet_blsp.adapters import ADAPTERS, CFormerAdapter, CNNAdapter, build_adapter
 
+D_IN, D_OUT = 16, 24
 
-def _make(name):
+
+def _make(name: str, **kw):
     torch.manual_seed(0)
     if name == "cnn":
-        return CNNAdapter(16, 24, bottleneck_dim=8)
-    return CFormerAdapter(16, 24, attention_heads=4, linear_units=32, num_pre_layers=1, num_post_layers=1, dropout_rate=0.0)
+        return CNNAdapter(D_IN, D_OUT, bottleneck_dim=8, **kw)
+    conf = dict(attention_heads=4, linear_units=32, num_pre_layers=2, num_post_layers=2, dropout_rate=0.0)
+    return CFormerAdapter(D_IN, D_OUT, **{**conf, **kw})
+
+
+def _inputs():
+    torch.manual_seed(1)
+    x = torch.randn(3, 41, D_IN)
+    return x, torch.tensor([41, 30, 9]), torch.tensor([5, 4, 2])
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
-def test_forward_backward_shapes_and_batch_invariance(name):
-    ad = _make(name).eval()
-    x = torch.randn(3, 41, 16)
-    x_lens = torch.tensor([41, 30, 9])
-    targets = torch.tensor([5, 4, 2])
+def test_forward_backward_and_shapes(name):
+    ad = _make(name).train()
+    x, x_lens, targets = _inputs()
     y, y_lens, aux = ad(x, x_lens, targets)
+    T = 41
     if name == "cnn":
-        T = 41
-        assert y.shape[1] == (((T - 1) // 2 + 1 - 1) // 2 + 1 - 1) // 2 + 1  # 41 -> 21 -> 11 -> 6
-        assert y_lens.tolist() == [6, 4, 2]  # 30 -> 15 -> 8 -> 4; 9 -> 5 -> 3 -> 2
+        # each layer: L -> floor((L + 2*2 - 5) / 2) + 1 = (L - 1)//2 + 1
+        assert y.shape[1] == (((T - 1) // 2 + 1 - 1) // 2 + 1 - 1) // 2 + 1 == 6
+        assert y_lens.tolist() == [6, 4, 2]  # 41->21->11->6, 30->15->8->4, 9->5->3->2
+        assert torch.equal(y_lens, ad.output_lengths(x_lens)) and aux == {}
     else:
-        assert torch.equal(y_lens, targets) and y.shape[1] == 5
+        assert torch.equal(y_lens, targets) and y.shape[1] == int(targets.max()) == 5
         assert aux["alpha_sum"].shape == (3,)
-    assert y.shape[2] == 24
-    for b in range(3):
-        yb, lb, _ = ad(x[b : b + 1, : x_lens[b]], x_lens[b : b + 1], targets[b : b + 1])
-        assert int(lb) == int(y_lens[b])
-        assert torch.allclose(yb[0, :lb], y[b, : y_lens[b]], atol=1e-5)
-    ad.train()
-    y, y_lens, aux = ad(x, x_lens, targets)
-    (y.sum() + sum(v.sum() for v in aux.values())).backward()
-    assert all(p.grad is not None for p in ad.parameters() if p.requires_grad)
+    assert y.shape == (3, y.shape[1], D_OUT) and ad.output_size() == D_OUT
+    pad = torch.arange(y.shape[1])[None] >= y_lens[:, None]
+    assert y[pad].abs().sum() == 0  # padded outputs are zero
+    loss = y.square().sum() + sum(v.sum() for v in aux.values())
+    loss.backward()
+    for n, p in ad.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+@pytest.mark.parametrize("with_targets", [True, False])
+def test_batched_equals_single(name, with_targets):
+    ad = _make(name).eval()
+    x, x_lens, targets = _inputs()
+    x[1, 30:] = 1e3 * torch.randn(11, D_IN)  # garbage in the padding
+    t = targets if with_targets else None
+    with torch.no_grad():
+        y, y_lens, aux = ad(x, x_lens, t)
+        for b in range(3):
+            L = int(x_lens[b])
+            yb, lb, auxb = ad(x[b : b + 1, :L], x_lens[b : b + 1], None if t is None else t[b : b + 1])
+            assert int(lb) == int(y_lens[b])
+            assert torch.allclose(yb[0, : int(lb)], y[b, : int(lb)], atol=1e-5)
+            for k in aux:
+                assert torch.allclose(auxb[k], aux[k][b : b + 1], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
 def test_padding_never_changes_output(name):
     ad = _make(name).eval()
-    x = torch.randn(2, 20, 16)
-    lens = torch.tensor([20, 12])
-    y1, l1, _ = ad(x, lens, torch.tensor([3, 2]))
+    x = torch.randn(2, 20, D_IN)
+    lens, targets = torch.tensor([20, 12]), torch.tensor([3, 2])
+    y1, l1, a1 = ad(x, lens, targets)
     x2 = x.clone()
-    x2[1, 12:] = 1e3 * torch.randn(8, 16)
-    y2, l2, _ = ad(x2, lens, torch.tensor([3, 2]))
-    assert torch.equal(l1, l2) and torch.allclose(y1, y2, atol=1e-5)
+    x2[1, 12:] = 1e4 * torch.randn(8, D_IN)
+    x2 = torch.cat([x2, 1e4 * torch.randn(2, 7, D_IN)], dim=1)  # and more padding frames
+    y2, l2, a2 = ad(x2, lens, targets)
+    N = y1.shape[1]  # more input padding may mean more (zero) output padding
+    assert torch.equal(l1, l2) and torch.allclose(y1, y2[:, :N], atol=1e-5) and y2[:, N:].abs().sum() == 0
+    for k in a1:
+        assert torch.allclose(a1[k], a2[k], atol=1e-5)
+
+
+def test_cformer_counts_equal_targets_in_training():
+    ad = _make("cformer", dropout_rate=0.1).train()
+    torch.manual_seed(2)
+    for _ in range(5):
+        x = torch.randn(4, 50, D_IN)
+        x_lens = torch.tensor([50, 37, 12, 3])
+        targets = torch.tensor([20, 1, 12, 9])  # more tokens than frames is allowed
+        y, y_lens, aux = ad(x, x_lens, targets)
+        assert torch.equal(y_lens, targets) and y.shape[1] == 20
 
 
 def test_cformer_inference_fires_on_threshold():
     ad = _make("cformer").eval()
-    y, y_lens, aux = ad(torch.randn(2, 30, 16), torch.tensor([30, 10]))
-    expected = torch.floor(aux["alpha_sum"] + 1e-6)
-    tail = aux["alpha_sum"] - expected
-    assert torch.equal(y_lens, (expected + (tail >= 0.5 - 1e-6)).long())
+    with torch.no_grad():
+        y, y_lens, aux = ad(torch.randn(2, 30, D_IN), torch.tensor([30, 10]))
+    fired = torch.floor(aux["alpha_sum"].double() + 1e-6)
+    tail = aux["alpha_sum"].double() - fired
+    assert torch.equal(y_lens, (fired + (tail >= 0.5 - 1e-6)).long())
+    assert y.shape == (2, int(y_lens.max()), D_OUT)
 
 
-def test_unknown_adapter_raises():
-    with pytest.raises(ValueError, match="cformer"):
+def test_cformer_zero_tokens_at_inference():
+    ad = _make("cformer").eval()
+    with torch.no_grad():
+        ad.pre.norm.bias[-1] = -30.0  # alpha = sigmoid(~-30): nothing fires
+        ad.pre.norm.weight[-1] = 0.0
+        y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 4]))
+    assert y_lens.tolist() == [0, 0] and y.shape == (2, 0, D_OUT)
+    with torch.no_grad():
+        ad.pre.norm.bias[-1] = 0.0  # alpha = 0.5 everywhere: 9 frames -> 4.5 -> 5 tokens, 4 -> 2
+        y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 4]))
+        assert y_lens.tolist() == [5, 2] and torch.isfinite(y).all()
+        ad.pre.norm.bias[-1] = -30.0
+        y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 0]))  # an empty utterance
+        assert y_lens.tolist() == [0, 0]
+
+
+def test_cformer_rejects_tokens_without_frames():
+    ad = _make("cformer")
+    with pytest.raises(ValueError, match="batch index"):
+        ad(torch.randn(2, 5, D_IN), torch.tensor([5, 0]), torch.tensor([2, 3]))
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_wrong_width_is_a_clear_error(name):
+    with pytest.raises(ValueError, match=f"\\(B, T, {D_IN}\\)"):
+        _make(name)(torch.randn(1, 10, D_IN + 1), torch.tensor([10]))
+
+
+def test_registry():
+    assert build_adapter("cnn", input_size=4, output_size=6, bottleneck_dim=2).output_size() == 6
+    with pytest.raises(ValueError, match="cformer, cnn"):
         build_adapter("transformer")

@@ -1,4 +1,10 @@
-"""BLSP's CNN modality adapter: 3 strided Conv1d+GLU layers (8x) and a residual bottleneck."""
+"""BLSP's CNN modality adapter: strided Conv1d + GLU layers, then a residual bottleneck.
+
+Usage::
+
+    adapter = CNNAdapter(input_size=1280, output_size=4096)   # Whisper-large -> 7B LLM
+    y, y_lens, _ = adapter(enc, enc_lens)                      # 8x shorter
+"""
 
 from typing import Dict, Optional, Tuple
 
@@ -6,21 +12,29 @@ import torch
 from torch import nn
 
 
-def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+def _valid_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.arange(T, device=lengths.device)[None] < lengths[:, None]  # (B, T)
 
 
 class CNNAdapter(nn.Module):
-    """Conv1d(k=5, s=2, p=2) + GLU, ``num_layers`` times, then y + W2 GELU(W1 y), LayerNorm.
+    """``num_layers`` x [Conv1d(k, stride s, padding k//2) -> GLU], then y + W2 GELU(W1 y), LayerNorm.
 
     Shapes::
 
-        x: (B, T, D_in), x_lens: (B,) -> y: (B, T', D_out), y_lens: (B,)
-        T' = T halved (rounding up) num_layers times: L -> floor((L + 2p - k) / s) + 1
+        x: (B, T, D_in), x_lens: (B,)  ->  y: (B, N, D_out), y_lens: (B,), aux: {}
+        per layer L -> floor((L + 2 * (k // 2) - k) / s) + 1   (k=5, s=2: ceil(L / 2))
+        3 layers: N = ceil(ceil(ceil(T / 2) / 2) / 2), i.e. 8x shorter
 
-    Legend: B batch, T encoder frames, D_in encoder width, D_out LLM width.
-    Padded frames are zeroed before every convolution, so an utterance's output in a
-    batch equals its output alone.
+    Legend: B batch, T encoder frames, N adapter outputs, D_in encoder width,
+    D_out LLM width, D_b bottleneck width.
+
+    Channel widths: each conv doubles its output width and GLU halves it again:
+    D_in -> 2 D_in -> (GLU) D_in -> ... -> 2 D_out -> (GLU) D_out. The bottleneck is
+    Linear(D_out, D_b, bias=False) -> GELU -> Linear(D_b, D_out, bias=False), added
+    residually, then LayerNorm(D_out). Padded frames are zeroed before every
+    convolution and at the output, so an utterance's output in a batch equals its
+    output alone. ``target_lens`` is accepted for the common adapter interface and
+    ignored (the CNN's output length follows the audio).
     """
 
     def __init__(
@@ -34,8 +48,11 @@ class CNNAdapter(nn.Module):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.input_size = input_size
         self.kernel_size, self.stride, self.padding = kernel_size, stride, kernel_size // 2
-        widths = [input_size] * num_layers + [output_size]
+        widths = [input_size] * num_layers + [output_size]  # GLU output widths
         self.convs = nn.ModuleList(
             nn.Conv1d(widths[i], 2 * widths[i + 1], kernel_size, stride, self.padding)
             for i in range(num_layers)
@@ -48,21 +65,30 @@ class CNNAdapter(nn.Module):
     def output_size(self) -> int:
         return self._output_size
 
+    def _conv_length(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths + 2 * self.padding - self.kernel_size, self.stride, rounding_mode="floor") + 1
+
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(B,) input frames -> (B,) output steps (exact, no padding involved)."""
         for _ in self.convs:
-            lengths = torch.div(lengths + 2 * self.padding - self.kernel_size, self.stride, rounding_mode="floor") + 1
+            lengths = self._conv_length(lengths).clamp_min(0)
         return lengths
 
     def forward(
         self, x: torch.Tensor, x_lens: torch.Tensor, target_lens: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+        if x.dim() != 3 or x.shape[2] != self.input_size or x_lens.shape != x.shape[:1]:
+            raise ValueError(
+                f"CNNAdapter expects x (B, T, {self.input_size}) and x_lens (B,); "
+                f"got {tuple(x.shape)} and {tuple(x_lens.shape)}"
+            )
         lens = x_lens
         h = x.transpose(1, 2)  # (B, T, D_in) -> (B, D_in, T)
         for conv in self.convs:
-            h = h * _mask(lens, h.shape[2])[:, None, :]
-            h = nn.functional.glu(conv(h), dim=1)  # (B, D, T) -> (B, D', ceil(T/2))
-            lens = torch.div(lens + 2 * self.padding - self.kernel_size, self.stride, rounding_mode="floor") + 1
-        y = h.transpose(1, 2)  # (B, D_out, T') -> (B, T', D_out)
-        y = y + self.bottleneck_up(nn.functional.gelu(self.bottleneck_down(y)))
-        y = self.norm(y) * _mask(lens, y.shape[1])[:, :, None]
+            h = h * _valid_mask(lens, h.shape[2])[:, None, :].to(h.dtype)  # zero the padding
+            h = nn.functional.glu(conv(h), dim=1)  # (B, D, L) -> (B, 2 D', ceil(L/2)) -> (B, D', ceil(L/2))
+            lens = self._conv_length(lens).clamp_min(0)
+        y = h.transpose(1, 2)  # (B, D_out, N) -> (B, N, D_out)
+        y = y + self.bottleneck_up(nn.functional.gelu(self.bottleneck_down(y)))  # (B, N, D_out)
+        y = self.norm(y) * _valid_mask(lens, y.shape[1])[:, :, None].to(y.dtype)
         return y, lens, {}
