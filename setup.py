@@ -6,7 +6,7 @@ install_requires = [
     "espnet==202511",
     "torch>=2.1",
     "torchaudio",
-    "transformers>=4.56",
+    "transformers>=5.0",  # dtype=, the WhisperEncoderLayer call, GGUF loading
     "peft",
     "sentencepiece",
     "kaldiio",

@@ -4,12 +4,7 @@ import functools
 import os
 from typing import Dict
 
-TINY_WHISPER_CONFIG: Dict = dict(
-    d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80,
-    vocab_size=128, max_source_positions=1500, max_target_positions=64,
-    pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-)
+from espnet_blsp.testing.tiny_whisper import TINY_WHISPER_CONFIG, make_tiny_whisper  # noqa: F401
 
 _WORDS = (
     "the a an of to and in is was for on that with as it his her they we you he she at by "
@@ -85,16 +80,4 @@ def make_tiny_llm(out_dir: str, arch: str = "llama", seed: int = 0) -> str:
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
-    return out_dir
-
-
-def make_tiny_whisper(out_dir: str, seed: int = 0) -> str:
-    """Save a random tiny WhisperForConditionalGeneration to ``out_dir``."""
-    import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(WhisperConfig(**TINY_WHISPER_CONFIG))
-    os.makedirs(out_dir, exist_ok=True)
-    model.save_pretrained(out_dir)
     return out_dir
