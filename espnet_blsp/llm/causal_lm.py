@@ -1,27 +1,57 @@
-"""The frozen causal LM with prompt assembly, hidden states and batched decoding."""
+"""The frozen causal LM: prompt assembly, final hidden states and batched decoding.
+
+Usage::
+
+    llm = SpeechLLM("exp/llm/Qwen2-7B-Instruct", dtype="bfloat16", prompt_template="chat",
+                    lora_conf=dict(r=16, alpha=16, dropout=0.05, target_modules=["q_proj", "v_proj"]))
+    t = llm.template
+    batch = llm.build_inputs(prefix, middle, suffix, response)    # lists of per-utterance tensors
+    h = llm.hidden_states(batch)                                   # (B, T, H), no lm_head
+    hyps = llm.generate(prefix, middle, suffix, max_new_tokens=64) # List[List[int]]
+
+Prompt layout of sample b (right-padded to T in a batch)::
+
+    position  0 .. P-1   P .. P+n-1   P+n .. P+n+S-1   P+n+S .. P+n+S+R-1   P+n+S+R
+    content   prefix     middle       suffix           response             EOS
+              (ids)      (speech emb  (ids)            (ids)
+                          or text ids)
+
+    targets[t]    = the token at t+1 for t = P+n+S-1 .. P+n+S+R-1 (y_1 .. y_R, EOS), else -100
+    input_mask[t] = True for t = P-1 .. P+n-2 (the positions whose next token is middle token 1..n)
+    speech_mask   = True at P .. P+n-1 when the middle is speech (Partial LoRA is active there)
+"""
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
 
-from espnet_blsp.llm.partial_lora import inject_partial_lora, speech_positions
+from espnet_blsp.llm.partial_lora import (
+    PartialLoRALinear,
+    checkpoint_context_fn,
+    inject_partial_lora,
+    speech_positions,
+)
 from espnet_blsp.llm.prompt import PromptTemplate
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES: Dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+IGNORE_ID = -100
 
 
 @dataclass
 class PromptBatch:
-    """A right-padded batch of prompts.
+    """A right-padded batch of prompts (see the module docstring for the layout).
 
-    inputs_embeds (B, T, H); attention_mask (B, T) long; position_ids (B, T) long;
-    speech_mask (B, T) bool: middle positions when the middle is speech;
-    targets (B, T) long: the token predicted FROM position t (response tokens and EOS),
-    -100 elsewhere; input_mask (B, T) bool: positions predicting middle token i = 1..n
-    (last prefix position .. second-to-last middle position); lengths (B,).
+    inputs_embeds (B, T, H) in the LLM dtype; attention_mask (B, T) long; position_ids (B, T)
+    long, 0..L_b-1 per sample (0 at padding); speech_mask (B, T) bool; targets (B, T) long,
+    already shifted: targets[b, t] is the token predicted FROM position t, -100 elsewhere;
+    input_mask (B, T) bool; lengths (B,) long.
     """
 
     inputs_embeds: torch.Tensor
@@ -37,12 +67,13 @@ class SpeechLLM(nn.Module):
     """Any ``AutoModelForCausalLM`` (Llama, Qwen2, SmolLM2, ...), frozen, with optional Partial LoRA.
 
     Args:
-        model_name_or_path: local checkpoint dir (or hub id).
+        model_name_or_path: local checkpoint dir with the model and its tokenizer (a hub id is
+            only looked up in the local HF cache; nothing is downloaded).
         dtype: float32 | bfloat16 | float16 for the frozen weights.
-        attn_implementation: sdpa | eager | flash_attention_2.
-        prompt_template: blsp | chat.
+        attn_implementation: sdpa | eager | flash_attention_2 (as transformers names them).
+        prompt_template: blsp | chat (:class:`PromptTemplate`).
         lora_conf: dict(r, alpha, dropout, target_modules) for Partial LoRA, or None.
-        gradient_checkpointing: recompute layer activations in backward.
+        gradient_checkpointing: recompute each decoder layer in backward (LoRA-mask aware).
     """
 
     def __init__(
@@ -58,28 +89,40 @@ class SpeechLLM(nn.Module):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(_DTYPES)}")
-        path = os.path.expanduser(model_name_or_path)
-        if path.startswith((".", "/")) and not os.path.isdir(path):
-            raise FileNotFoundError(f"LLM checkpoint not found: {model_name_or_path}")
+            raise ValueError(f"unknown LLM dtype {dtype!r}; choose from {sorted(_DTYPES)}")
+        path = os.path.expanduser(str(model_name_or_path))
+        local = os.path.isdir(path)
+        if not local and (os.path.isabs(path) or path.startswith(".") or os.path.exists(path)):
+            raise FileNotFoundError(f"LLM checkpoint directory not found: {model_name_or_path}")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=_DTYPES[dtype], attn_implementation=attn_implementation
+                path, dtype=_DTYPES[dtype], attn_implementation=attn_implementation, local_files_only=True
             )
-        except OSError as e:
-            raise FileNotFoundError(f"cannot load an LLM from {model_name_or_path}: {e}") from None
+        except (OSError, ValueError) as e:
+            if local and not isinstance(e, OSError):
+                raise
+            where = "directory" if local else "(not a directory, and not in the local HF cache)"
+            raise FileNotFoundError(
+                f"cannot load an LLM and its tokenizer from {model_name_or_path} {where}: {e}"
+            ) from None
         for p in self.model.parameters():
             p.requires_grad_(False)
         if lora_conf:
             inject_partial_lora(self.model, **lora_conf)
         if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.model.eval()
+            self.model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={
+                    "use_reentrant": False,  # context_fn: the recompute sees the forward's speech mask
+                    "context_fn": checkpoint_context_fn(self.model),
+                }
+            )
         self.template = PromptTemplate(self.tokenizer, prompt_template)
-        self.hidden_size = self.model.config.hidden_size
-        self.vocab_size = self.model.config.vocab_size
+        self.hidden_size: int = self.model.config.get_text_config().hidden_size
+        self.vocab_size: int = self.lm_head_weight.shape[0]
+        self.train(False)
 
+    # ------------------------------------------------------------------ properties
     @property
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
@@ -90,19 +133,42 @@ class SpeechLLM(nn.Module):
 
     @property
     def lm_head_weight(self) -> torch.Tensor:
-        return self.model.get_output_embeddings().weight  # (V, H)
+        """The frozen output projection (V, H)."""
+        return self.model.get_output_embeddings().weight
 
-    def train(self, mode: bool = True):
-        # the frozen LLM never uses dropout; LoRA dropout follows ``mode``
+    def decoder(self) -> nn.Module:
+        """The inner transformer (embeddings -> layers -> final norm), without the lm_head."""
+        return self.model.get_decoder()
+
+    def train(self, mode: bool = True) -> "SpeechLLM":
+        """The frozen LLM's own dropout stays off; LoRA dropout follows ``mode``; decoder layers
+        follow ``mode`` only so that activation checkpointing (active in training) works."""
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
         super().train(mode)
         self.model.eval()
-        for m in self.model.modules():
-            if hasattr(m, "lora_A"):
-                m.train(mode)
+        if mode:
+            for m in self.model.modules():
+                if isinstance(m, GradientCheckpointingLayer):
+                    m.training = True  # this module only; its attention/MLP stay in eval
+                elif isinstance(m, PartialLoRALinear):
+                    m.train(True)
         return self
 
+    # ------------------------------------------------------------------ inputs
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(ids)
+        """Input embeddings: (..., L) long -> (..., L, H) in the LLM dtype."""
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def _middle_embeds(self, middle: torch.Tensor, b: int) -> torch.Tensor:
+        if middle.dim() == 1:  # (n,) token ids
+            return self.embed(middle.long())
+        if middle.dim() != 2 or middle.shape[-1] != self.hidden_size:
+            raise ValueError(
+                f"sample {b}: middle must be (n,) token ids or (n, {self.hidden_size}) embeddings, "
+                f"got {tuple(middle.shape)}"
+            )
+        return middle.to(self.device, self.dtype)  # (n, H); autograd flows through the cast
 
     def build_inputs(
         self,
@@ -113,45 +179,67 @@ class SpeechLLM(nn.Module):
         add_eos: bool = True,
         middle_is_speech: bool = True,
     ) -> PromptBatch:
-        """prefix + middle (ids (n,) or embeddings (n, H)) + suffix + response + EOS, right-padded."""
+        """prefix + middle + suffix + response (+ EOS) per sample, right-padded.
+
+        Args:
+            prefix, suffix: B tensors of ids, (P_b,) and (S_b,).
+            middle: B tensors, (n_b,) ids (embedded here) or (n_b, H) embeddings (e.g. adapter
+                output; cast to the LLM dtype; gradients flow back into them).
+            response: B tensors of ids (R_b,), or None. A sample with an empty response (or
+                response None) gets no EOS and no targets.
+            add_eos: append EOS after a non-empty response (and make it the last target).
+            middle_is_speech: mark the middle in ``speech_mask`` (Partial LoRA on there).
+        """
         B = len(prefix)
-        dev, H = self.device, self.hidden_size
+        if not (len(middle) == len(suffix) == B and (response is None or len(response) == B)):
+            raise ValueError(
+                f"build_inputs: prefix/middle/suffix/response must have one entry per sample, got "
+                f"{B}/{len(middle)}/{len(suffix)}/{None if response is None else len(response)}"
+            )
+        if B == 0:
+            raise ValueError("build_inputs: empty batch")
+        dev = self.device
         eos = torch.tensor([self.template.eos_id], device=dev)
-        pieces, spans = [], []
+        rows, spans = [], []
         for b in range(B):
-            resp = response[b].to(dev) if response is not None and response[b].numel() > 0 else None
-            resp_ids = torch.cat([resp, eos]) if resp is not None and add_eos else resp
-            mid = middle[b]
-            mid_emb = self.embed(mid.to(dev)) if mid.dim() == 1 else mid.to(dev, self.dtype)
-            ids_after = suffix[b].to(dev) if resp_ids is None else torch.cat([suffix[b].to(dev), resp_ids])
-            emb = torch.cat([self.embed(prefix[b].to(dev)), mid_emb, self.embed(ids_after)])  # (L_b, H)
-            pieces.append(emb)
-            spans.append((len(prefix[b]), len(mid_emb), len(suffix[b]), resp_ids))
-        lengths = torch.tensor([p.shape[0] for p in pieces], device=dev)
-        T = int(lengths.max())
-        embeds = pieces[0].new_zeros(B, T, H)
-        attn = torch.zeros(B, T, dtype=torch.long, device=dev)
+            p_ids, s_ids = prefix[b].to(dev).long(), suffix[b].to(dev).long()
+            r_ids = response[b].to(dev).long() if response is not None else p_ids[:0]
+            if r_ids.numel() > 0 and add_eos:
+                r_ids = torch.cat([r_ids, eos])  # (R_b + 1,)
+            mid = self._middle_embeds(middle[b], b)  # (n_b, H)
+            text_after = torch.cat([s_ids, r_ids])
+            rows.append(torch.cat([self.embed(p_ids), mid, self.embed(text_after)]))  # (L_b, H)
+            spans.append((len(p_ids), mid.shape[0], len(s_ids), r_ids))
+        lengths = torch.tensor([r.shape[0] for r in rows], device=dev)
+        embeds = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, T, H), zeros after L_b
+        T = embeds.shape[1]
+        ar = torch.arange(T, device=dev)
+        attn = (ar[None] < lengths[:, None]).long()  # (B, T)
+        pos = ar[None] * attn  # (B, T): 0..L_b-1, 0 at padding
         speech = torch.zeros(B, T, dtype=torch.bool, device=dev)
         inp = torch.zeros(B, T, dtype=torch.bool, device=dev)
-        targets = torch.full((B, T), -100, dtype=torch.long, device=dev)
-        for b, (emb, (p, n, s, resp_ids)) in enumerate(zip(pieces, spans)):
-            L = emb.shape[0]
-            embeds[b, :L] = emb
-            attn[b, :L] = 1
+        targets = torch.full((B, T), IGNORE_ID, dtype=torch.long, device=dev)
+        for b, (P, n, S, r_ids) in enumerate(spans):
             if middle_is_speech:
-                speech[b, p : p + n] = True
-            if n > 0:
-                inp[b, p - 1 : p + n - 1] = True
-            if resp_ids is not None:
-                start = p + n + s  # first response position
-                targets[b, start - 1 : start - 1 + len(resp_ids)] = resp_ids
-        pos = torch.arange(T, device=dev)[None].expand(B, T) * attn
+                speech[b, P : P + n] = True
+            # positions predicting middle tokens 1..n; without a prefix token 1 is unpredicted
+            inp[b, max(P - 1, 0) : P + n - 1] = True
+            if r_ids.numel() > 0:
+                first = P + n + S  # position of the first response token
+                if first == 0:
+                    raise ValueError(f"sample {b}: a response needs a non-empty prompt before it")
+                targets[b, first - 1 : first - 1 + len(r_ids)] = r_ids
         return PromptBatch(embeds, attn, pos, speech, targets, inp, lengths)
 
+    # ------------------------------------------------------------------ forward
     def hidden_states(self, batch: PromptBatch) -> torch.Tensor:
-        """Final (post-norm) hidden states (B, T, H); no lm_head is computed."""
+        """Final (post-norm) hidden states (B, T, H) of the decoder; the lm_head is not applied.
+
+        Partial LoRA is active exactly at ``batch.speech_mask`` (off when it has no True, e.g. the
+        KD teacher pass on the transcript, which the caller runs under ``torch.no_grad``).
+        """
         with speech_positions(self.model, batch.speech_mask):
-            out = self.model.get_decoder()(
+            out = self.decoder()(
                 inputs_embeds=batch.inputs_embeds,
                 attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids,
@@ -171,10 +259,15 @@ class SpeechLLM(nn.Module):
         length_penalty: float = 1.0,
         repetition_penalty: float = 1.0,
     ) -> List[List[int]]:
-        """Batched greedy or beam decoding with a KV cache; returns new ids without EOS."""
-        from espnet_blsp.llm.decoding import beam_search, greedy
+        """Batched greedy (num_beams 1) or beam decoding with a KV cache.
+
+        Returns the new token ids of each sample, without the EOS; see
+        :mod:`espnet_blsp.llm.decoding`. Each hypothesis equals the one decoded alone.
+        """
+        from espnet_blsp.llm.decoding import decode
 
         batch = self.build_inputs(prefix, middle, suffix, None, middle_is_speech=middle_is_speech)
-        if num_beams > 1:
-            return beam_search(self, batch, max_new_tokens, num_beams, length_penalty)
-        return greedy(self, batch, max_new_tokens, repetition_penalty)
+        return decode(
+            self, batch, max_new_tokens=max_new_tokens, num_beams=num_beams,
+            length_penalty=length_penalty, repetition_penalty=repetition_penalty,
+        )

@@ -1,9 +1,29 @@
-"""Batched decoding with a KV cache: greedy and beam search.
+"""Batched decoding with a KV cache: greedy and beam search (our own loop, not HF ``generate``).
 
-Prompts arrive right-padded (PromptBatch) and are re-packed LEFT-padded so every row
-generates at the same step; position ids count real tokens only, so a batched
-hypothesis equals the one decoded alone. Partial LoRA is active in the prefill at the
-speech positions and off for generated (text) tokens.
+Usage::
+
+    batch = llm.build_inputs(prefix, middle, suffix, None)
+    hyps = decode(llm, batch, max_new_tokens=64, num_beams=1)   # List[List[int]], no EOS
+
+How it works:
+1. The right-padded prompts are re-packed LEFT-padded, so every row emits its next token at
+   the same step; position ids are ``cumsum(attention_mask) - 1``, so they count real tokens
+   only and a row decoded in a batch equals the row decoded alone.
+2. One prefill forward over the prompts, with Partial LoRA active at the speech positions.
+3. Step-wise decoding of one token per row with a ``DynamicCache``; LoRA is off (generated
+   tokens are text). Only the last position's hidden state goes through the lm_head.
+4. Rows (greedy) or utterances (beam search) that are finished are dropped from the batch and
+   the cache, so a long hypothesis does not make the others pay for its steps.
+
+Greedy stops a row at EOS or after ``max_new_tokens``. Beam search keeps ``num_beams`` beams per
+utterance in the batch dimension (the cache is reordered every step); a hypothesis ending in
+EOS is scored ``sum log p / L ** length_penalty`` with L = generated tokens including the EOS;
+an utterance is done when it holds ``num_beams`` finished hypotheses and none of its live beams
+can beat the worst of them (HF's ``early_stopping=False`` rule), or at ``max_new_tokens``,
+where its live beams join the finished pool. ``num_beams=1`` gives the greedy result.
+``repetition_penalty`` (CTRL; HF semantics: a seen token's logit is divided by the penalty if
+positive, multiplied if negative) counts the generated tokens only, not the prompt, so a
+speech prompt and its transcript are treated alike.
 """
 
 from typing import List, Tuple
@@ -14,128 +34,171 @@ from espnet_blsp.llm.partial_lora import speech_positions
 
 
 def _left_pad(batch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T, ...) -> left-padded embeds (B, T, H), attention (B, T), speech (B, T)."""
     B, T, _ = batch.inputs_embeds.shape
-    emb = torch.zeros_like(batch.inputs_embeds)
-    attn = torch.zeros_like(batch.attention_mask)
-    speech = torch.zeros_like(batch.speech_mask)
-    for b in range(B):
-        L = int(batch.lengths[b])
-        emb[b, T - L :] = batch.inputs_embeds[b, :L]
-        attn[b, T - L :] = 1
-        speech[b, T - L :] = batch.speech_mask[b, :L]
-    return emb, attn, speech
+    dev = batch.inputs_embeds.device
+    ar = torch.arange(T, device=dev)
+    shift = (T - batch.lengths)[:, None]  # (B, 1) number of left pads
+    src = (ar[None] - shift).clamp_min(0)  # (B, T) source column in the right-padded batch
+    real = ar[None] >= shift  # (B, T)
+    emb = batch.inputs_embeds.gather(1, src[..., None].expand(-1, -1, batch.inputs_embeds.shape[-1]))
+    emb = emb * real[..., None].to(emb.dtype)
+    speech = batch.speech_mask.gather(1, src) & real
+    return emb, real.long(), speech
 
 
-def _logits(llm, hidden: torch.Tensor) -> torch.Tensor:
-    return (hidden.float() @ llm.lm_head_weight.float().t())  # (B, V)
+def _forward(llm, embeds, attn, pos, cache, speech=None) -> torch.Tensor:
+    """One decoder call that extends ``cache``; returns the last position's hidden state (N, H)."""
+    with speech_positions(llm.model, speech):
+        out = llm.decoder()(
+            inputs_embeds=embeds, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
+        )
+    return out.last_hidden_state[:, -1]
 
 
-def _prefill(llm, emb, attn, speech):
+def _next_logits(llm, h: torch.Tensor, seen: torch.Tensor, repetition_penalty: float) -> torch.Tensor:
+    """Float32 next-token logits (N, V) from the last hidden states (N, H), penalty applied."""
+    logits = llm.model.get_output_embeddings()(h).float()
+    if repetition_penalty != 1.0:
+        penalised = torch.where(logits > 0, logits / repetition_penalty, logits * repetition_penalty)
+        logits = torch.where(seen, penalised, logits)
+    return logits
+
+
+def _prefill(llm, batch):
     from transformers import DynamicCache
 
-    cache = DynamicCache()
-    pos = (attn.cumsum(-1) - 1).clamp_min(0)
-    with speech_positions(llm.model, speech):
-        out = llm.model.get_decoder()(
-            inputs_embeds=emb, attention_mask=attn, position_ids=pos,
-            past_key_values=cache, use_cache=True,
-        )
-    return out.last_hidden_state[:, -1], out.past_key_values, pos[:, -1]
+    emb, attn, speech = _left_pad(batch)
+    pos = (attn.cumsum(-1) - 1).clamp_min(0)  # (B, T) real tokens count 0..L_b-1
+    cache = DynamicCache(config=llm.model.config)
+    h = _forward(llm, emb, attn, pos, cache, speech)  # (B, H)
+    return h, cache, attn, batch.lengths.clone()  # next position = L_b
 
 
-def _step(llm, tokens, attn, pos, cache):
-    with speech_positions(llm.model, None):
-        out = llm.model.get_decoder()(
-            inputs_embeds=llm.embed(tokens[:, None]), attention_mask=attn,
-            position_ids=pos[:, None], past_key_values=cache, use_cache=True,
+def decode(
+    llm,
+    batch,
+    max_new_tokens: int = 64,
+    num_beams: int = 1,
+    length_penalty: float = 1.0,
+    repetition_penalty: float = 1.0,
+) -> List[List[int]]:
+    """Greedy (``num_beams == 1``) or beam search over a right-padded PromptBatch (no targets
+    needed). Returns per sample the new token ids without EOS."""
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if max_new_tokens < 0 or repetition_penalty <= 0:
+        raise ValueError(
+            f"bad decoding options: max_new_tokens={max_new_tokens} (>= 0), "
+            f"repetition_penalty={repetition_penalty} (> 0)"
         )
-    return out.last_hidden_state[:, -1], out.past_key_values
+    if max_new_tokens == 0:
+        return [[] for _ in range(batch.lengths.shape[0])]
+    with torch.no_grad():
+        if num_beams == 1:
+            return greedy(llm, batch, max_new_tokens, repetition_penalty)
+        return beam_search(llm, batch, max_new_tokens, num_beams, length_penalty, repetition_penalty)
 
 
 def greedy(llm, batch, max_new_tokens: int, repetition_penalty: float = 1.0) -> List[List[int]]:
-    emb, attn, speech = _left_pad(batch)
-    B = emb.shape[0]
+    """Batched greedy decoding; see the module docstring."""
     eos = llm.template.eos_id
-    h, cache, pos = _prefill(llm, emb, attn, speech)
-    out = [[] for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool, device=emb.device)
-    for _ in range(max_new_tokens):
-        logits = _logits(llm, h)
-        if repetition_penalty != 1.0:
-            for b in range(B):
-                if out[b]:
-                    seen = torch.tensor(sorted(set(out[b])), device=logits.device)
-                    v = logits[b, seen]
-                    logits[b, seen] = torch.where(v > 0, v / repetition_penalty, v * repetition_penalty)
-        nxt = logits.argmax(-1)
-        nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-        for b in range(B):
-            if not done[b] and int(nxt[b]) != eos:
-                out[b].append(int(nxt[b]))
-        done |= nxt == eos
-        if bool(done.all()):
+    h, cache, attn, pos = _prefill(llm, batch)
+    B = h.shape[0]
+    out: List[List[int]] = [[] for _ in range(B)]
+    active = torch.arange(B, device=h.device)  # original row of each batch row
+    seen = torch.zeros(B, llm.vocab_size, dtype=torch.bool, device=h.device)
+    for step in range(max_new_tokens):
+        nxt = _next_logits(llm, h, seen, repetition_penalty).argmax(-1)  # (A,)
+        for b, tok in zip(active.tolist(), nxt.tolist()):
+            if tok != eos:
+                out[b].append(tok)
+        keep = nxt != eos
+        if step == max_new_tokens - 1 or not bool(keep.any()):
             break
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+        if not bool(keep.all()):  # drop finished rows from the batch and the cache
+            idx = keep.nonzero()[:, 0]
+            cache.reorder_cache(idx)
+            active, nxt, attn, pos, seen = active[idx], nxt[idx], attn[idx], pos[idx], seen[idx]
+        seen[torch.arange(len(nxt), device=nxt.device), nxt] = True
+        attn = torch.cat([attn, attn.new_ones(len(nxt), 1)], dim=1)
+        h = _forward(llm, llm.embed(nxt[:, None]), attn, pos[:, None], cache)
         pos = pos + 1
-        h, cache = _step(llm, nxt, attn, pos, cache)
     return out
 
 
-def beam_search(llm, batch, max_new_tokens: int, num_beams: int, length_penalty: float = 1.0) -> List[List[int]]:
-    """Beam search; beams live in the batch dimension and the cache is reordered."""
-    emb, attn, speech = _left_pad(batch)
-    B, K = emb.shape[0], num_beams
-    eos = llm.template.eos_id
-    rep = lambda t: t.repeat_interleave(K, dim=0)  # noqa: E731
-    h, cache, pos = _prefill(llm, rep(emb), rep(attn), rep(speech))
-    attn = rep(attn)
-    scores = torch.zeros(B, K, device=emb.device)
-    scores[:, 1:] = float("-inf")  # start from one live beam per utterance
-    seqs = [[[] for _ in range(K)] for _ in range(B)]
-    finished: List[List[Tuple[float, List[int]]]] = [[] for _ in range(B)]
+def beam_search(
+    llm,
+    batch,
+    max_new_tokens: int,
+    num_beams: int,
+    length_penalty: float = 1.0,
+    repetition_penalty: float = 1.0,
+) -> List[List[int]]:
+    """Batched beam search; beams live in the batch dimension (row = utterance * K + beam)."""
+    eos, K = llm.template.eos_id, num_beams
+    h, cache, attn, pos = _prefill(llm, batch)  # prefill each prompt once, then copy K times
+    B, dev = h.shape[0], h.device
+    cache.batch_repeat_interleave(K)
+    h, attn, pos = h.repeat_interleave(K, 0), attn.repeat_interleave(K, 0), pos.repeat_interleave(K, 0)
+    scores = torch.zeros(B, K, device=dev)  # sum of log-probs of each live beam
+    scores[:, 1:] = float("-inf")  # one live beam per utterance at the start
+    hist = torch.zeros(B * K, 0, dtype=torch.long, device=dev)  # (rows, step) generated tokens
+    seen = torch.zeros(B * K, llm.vocab_size, dtype=torch.bool, device=dev)
+    alive = list(range(B))  # utterance of each group of K rows
+    finished: List[List[Tuple[float, List[int]]]] = [[] for _ in range(B)]  # best K, sorted
+
+    def add(b: int, score: float, tokens: List[int]) -> None:
+        finished[b].append((score, tokens))
+        finished[b].sort(key=lambda x: -x[0])
+        del finished[b][K:]
+
     for step in range(max_new_tokens):
-        logp = torch.log_softmax(_logits(llm, h), -1).view(B, K, -1)  # (B, K, V)
+        cur_len = step + 1
+        logp = torch.log_softmax(_next_logits(llm, h, seen, repetition_penalty), -1)  # (A*K, V)
         V = logp.shape[-1]
-        cand = (scores[:, :, None] + logp).view(B, -1)  # (B, K*V)
-        top, idx = cand.topk(2 * K, dim=-1)
-        new_scores = torch.full((B, K), float("-inf"), device=emb.device)
-        new_tokens = torch.full((B, K), eos, dtype=torch.long, device=emb.device)
-        src = torch.zeros(B, K, dtype=torch.long, device=emb.device)
-        new_seqs = [[[] for _ in range(K)] for _ in range(B)]
-        for b in range(B):
-            k = 0
-            for s, i in zip(top[b].tolist(), idx[b].tolist()):
-                beam, tok = divmod(i, V)
-                if s == float("-inf"):
+        A = len(alive)  # utterances still running
+        cand = (scores.view(-1, 1) + logp).view(A, K * V)  # (A*K, V) -> (A, K*V)
+        top, idx = cand.topk(min(2 * K, K * V), dim=-1)  # (A, 2K)
+        top_l, beam_l, tok_l = top.tolist(), (idx // V).tolist(), (idx % V).tolist()
+        hist_l = hist.tolist()
+        inf = float("-inf")
+        new_scores, new_src, new_tok = [[inf] * K for _ in alive], [[0] * K for _ in alive], [[eos] * K for _ in alive]
+        keep_utts = []
+        for i, b in enumerate(alive):
+            n_live = 0
+            for rank, (s, beam, tok) in enumerate(zip(top_l[i], beam_l[i], tok_l[i])):
+                if s == inf or n_live == K:
                     break
                 if tok == eos:
-                    hyp = seqs[b][beam]
-                    finished[b].append((s / max(len(hyp) + 1, 1) ** length_penalty, hyp))
+                    if rank < K:  # an EOS ranked below the K best is not a candidate
+                        add(b, s / cur_len**length_penalty, hist_l[i * K + beam])
                     continue
-                new_scores[b, k], new_tokens[b, k], src[b, k] = s, tok, beam
-                new_seqs[b][k] = seqs[b][beam] + [tok]
-                k += 1
-                if k == K:
-                    break
-        # stop an utterance once its best finished hypothesis beats every live beam
-        best_live = new_scores.max(-1).values
-        if all(
-            len(finished[b]) >= K
-            or (finished[b] and max(f[0] for f in finished[b]) >= best_live[b] / max(step + 2, 1) ** length_penalty)
-            or best_live[b] == float("-inf")
-            for b in range(B)
-        ):
+                new_scores[i][n_live], new_src[i][n_live], new_tok[i][n_live] = s, beam, tok
+                n_live += 1
+            best_live = new_scores[i][0] / cur_len**length_penalty  # -inf when no beam is live
+            done = n_live == 0 or (len(finished[b]) == K and finished[b][-1][0] >= best_live)
+            if not done:
+                keep_utts.append(i)
+        if step == max_new_tokens - 1 or not keep_utts:
+            # out of steps: the live beams of the utterances still running join the pool
+            for i in keep_utts:
+                for s, beam, tok in zip(new_scores[i], new_src[i], new_tok[i]):
+                    if s != inf:
+                        add(alive[i], s / cur_len**length_penalty, hist_l[i * K + beam] + [tok])
             break
-        scores, seqs = new_scores, new_seqs
-        order = (src + torch.arange(B, device=emb.device)[:, None] * K).view(-1)
+        scores = torch.tensor([new_scores[i] for i in keep_utts], device=dev)  # (A', K)
+        src = torch.tensor([new_src[i] for i in keep_utts], device=dev)  # (A', K)
+        toks = torch.tensor([new_tok[i] for i in keep_utts], device=dev).view(-1)  # (A'*K,)
+        keep = torch.tensor(keep_utts, device=dev)
+        order = (src + keep[:, None] * K).view(-1)  # rows to continue, (A'*K,)
         cache.reorder_cache(order)
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+        hist = torch.cat([hist[order], toks[:, None]], dim=1)
+        seen = seen[order]
+        seen[torch.arange(len(toks), device=dev), toks] = True
+        attn, pos = attn[order], pos[order]
+        alive = [alive[i] for i in keep_utts]
+        attn = torch.cat([attn, attn.new_ones(len(toks), 1)], dim=1)
+        h = _forward(llm, llm.embed(toks[:, None]), attn, pos[:, None], cache)
         pos = pos + 1
-        h, cache = _step(llm, new_tokens.view(-1), attn, pos, cache)
-    results = []
-    for b in range(B):
-        pool = finished[b] or [
-            (float(scores[b, k]) / max(len(seqs[b][k]), 1) ** length_penalty, seqs[b][k]) for k in range(K)
-        ]
-        results.append(max(pool, key=lambda x: x[0])[1])
-    return results
+    return [finished[b][0][1] if finished[b] else [] for b in range(B)]
