@@ -175,23 +175,23 @@ fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     decode_opts=$(python local/read_config.py "${decode_config}" --as_args)
-    for dset in ${test_sets}; do
-        for task in ${inference_tasks}; do
-            lang_opt=$([ "${task}" = st ] && echo "--target_lang ${st_lang}" || true)
-            log "Stage 5: decoding: ${task} on dump/${dset} -> ${expdir}/decode_${task}_${dset}"
-            # shellcheck disable=SC2086
-            python -m espnet_blsp.bin.blsp_inference --mode speech --exp_dir "${expdir}" \
-                --data_dir "dump/${dset}" --task ${task} --out_dir "${expdir}/decode_${task}_${dset}" \
-                --device ${device} ${decode_opts} ${lang_opt}
-            for b in ${baselines}; do
-                bdir=${expdir}/baselines/$(case $b in text) echo text_llm;; whisper) echo whisper_llm;; untrained) echo untrained;; *) log "unknown baseline $b"; exit 1;; esac)
-                # shellcheck disable=SC2086
-                python -m espnet_blsp.bin.blsp_inference --mode "${b}" --exp_dir "${expdir}" \
-                    --data_dir "dump/${dset}" --task ${task} --out_dir "${bdir}/decode_${task}_${dset}" \
-                    --whisper "${speech_encoder}" --wav_data_dir "data/${dset}" --device ${device} \
-                    ${decode_opts} ${lang_opt}
-            done
-        done
+    lang_opt=$([[ " ${inference_tasks} " == *" st "* ]] && echo "--target_lang ${st_lang}" || true)
+    dump_dirs=(); wav_dirs=()
+    for dset in ${test_sets}; do dump_dirs+=("dump/${dset}"); wav_dirs+=("data/${dset}"); done
+    # one process per mode decodes every task x test set (models load once); resumable per utterance
+    log "Stage 5: decoding: ${inference_tasks} on ${test_sets} -> ${expdir}/decode_<task>_<set>"
+    # shellcheck disable=SC2086
+    python -m espnet_blsp.bin.blsp_inference --mode speech --exp_dir "${expdir}" \
+        --data_dir "${dump_dirs[@]}" --task ${inference_tasks} --out_dir "${expdir}/decode_{task}_{dset}" \
+        --device ${device} ${decode_opts} ${lang_opt}
+    for b in ${baselines}; do
+        bdir=${expdir}/baselines/$(case $b in text) echo text_llm;; whisper) echo whisper_llm;; untrained) echo untrained;; *) log "unknown baseline $b"; exit 1;; esac)
+        log "Stage 5: baseline ${b}: ${inference_tasks} on ${test_sets} -> ${bdir}/decode_<task>_<set>"
+        # shellcheck disable=SC2086
+        python -m espnet_blsp.bin.blsp_inference --mode "${b}" --exp_dir "${expdir}" \
+            --data_dir "${dump_dirs[@]}" --task ${inference_tasks} --out_dir "${bdir}/decode_{task}_{dset}" \
+            --whisper "${speech_encoder}" --wav_data_dir "${wav_dirs[@]}" --device ${device} \
+            ${decode_opts} ${lang_opt}
     done
 fi
 

@@ -138,22 +138,65 @@ def concatenate_parts(parts: Sequence[Path], out: Path, chunk: int = 1 << 24) ->
     return out
 
 
+def _index_url() -> str:
+    url = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
+    return url.rstrip("/")
+
+
+def _fetch_from_index(name: str, version: str, dst: Path, timeout: float = 60.0) -> None:
+    """Download ``<name>-<version>.tar.gz`` through the package index's JSON simple API
+    (PEP 691) and check its sha256. Much faster than ``pip download`` of an sdist, which
+    builds the package's metadata first."""
+    import hashlib
+    import json
+    import urllib.request
+
+    filename = f"{name}-{version}.tar.gz"
+    req = urllib.request.Request(f"{_index_url()}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        files = json.load(r)["files"]
+    entry = next((f for f in files if f["filename"] == filename), None)
+    if entry is None:
+        raise FileNotFoundError(f"{filename} is not listed by {_index_url()}/{name}/")
+    sha = hashlib.sha256()
+    with urllib.request.urlopen(entry["url"], timeout=timeout) as r, open(dst, "wb") as w:
+        while True:
+            block = r.read(1 << 20)
+            if not block:
+                break
+            sha.update(block)
+            w.write(block)
+    want = entry.get("hashes", {}).get("sha256")
+    if want and sha.hexdigest() != want:
+        raise ValueError(f"{filename}: sha256 {sha.hexdigest()} != {want} from the index")
+
+
 def download_sdist(name: str, version: str, cache_dir: Path) -> Path:
-    """``pip download --no-deps --no-binary :all: name==version`` into ``cache_dir`` (once)."""
+    """The ``name==version`` source distribution in ``cache_dir`` (downloaded once).
+
+    Tries the index's JSON API first (seconds), then ``pip download --no-binary :all:``
+    (which also works through pip's configured mirrors, but builds metadata: minutes)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     tarball = cache_dir / f"{name}-{version}.tar.gz"
     if tarball.is_file():
         return tarball
     tmp = cache_dir / f".{name}-{version}.download"
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", f"{name}=={version}",
-           "-d", str(tmp)]
-    logging.info(f"downloading the {name} {version} source distribution: {' '.join(cmd)}")
-    proc = subprocess.run(cmd)
+    tmp.mkdir()
     got = tmp / tarball.name
-    if proc.returncode != 0 or not got.is_file():
-        raise AssetError(f"could not download the {name}=={version} source distribution. Run by hand:\n"
-                         f"    {' '.join(cmd[:-2])} -d {cache_dir}")
+    try:
+        logging.info(f"downloading {tarball.name} from {_index_url()}")
+        _fetch_from_index(name, version, got)
+    except Exception as e:  # noqa: BLE001 - any failure falls back to pip
+        logging.info(f"direct download failed ({type(e).__name__}: {e}); trying pip download")
+        got.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               f"{name}=={version}", "-d", str(tmp)]
+        logging.info(f"downloading the {name} {version} source distribution: {' '.join(cmd)}")
+        proc = subprocess.run(cmd)
+        if proc.returncode != 0 or not got.is_file():
+            raise AssetError(f"could not download the {name}=={version} source distribution. Run by hand:\n"
+                             f"    {' '.join(cmd[:-2])} -d {cache_dir}") from None
     os.replace(got, tarball)
     shutil.rmtree(tmp, ignore_errors=True)
     return tarball

@@ -4,6 +4,10 @@
 Usage:
     python -m espnet_blsp.bin.blsp_inference --exp_dir exp/blsp --data_dir dump/test_clean \
         --task asr --out_dir exp/blsp/decode_asr_test_clean
+    # several tasks and test sets in one process (the model is loaded once):
+    python -m espnet_blsp.bin.blsp_inference --exp_dir exp/blsp \
+        --data_dir dump/test_clean dump/test_other --task asr continuation \
+        --out_dir 'exp/blsp/decode_{task}_{dset}'
 
 Modes (``--mode``):
     speech     the trained model: speech -> encoder -> adapter -> LLM (default)
@@ -19,10 +23,11 @@ Resumable: utterances already in ``out_dir/text`` are skipped.
 import argparse
 import logging
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import kaldiio
 import torch
@@ -174,15 +179,18 @@ def whisper_transcribe(whisper_path: str, wav_dir: Path, keys: List[str], out: P
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", required=True, help="dump/<set> with feats.scp and text")
-    p.add_argument("--out_dir", required=True)
-    p.add_argument("--task", default="asr", help="|".join(TASKS))
+    p.add_argument("--data_dir", required=True, nargs="+", help="dump/<set> dirs with feats.scp and text")
+    p.add_argument("--out_dir", required=True,
+                   help="output dir; with several tasks or data dirs, a pattern with {task} and {dset} "
+                   "(the data dir's name)")
+    p.add_argument("--task", default=["asr"], nargs="+", help="one or more of " + "|".join(TASKS))
     p.add_argument("--mode", default="speech", choices=["speech", "untrained", "text", "whisper"])
     p.add_argument("--exp_dir", help="training dir (config.yaml + checkpoints); speech/untrained/text modes")
     p.add_argument("--checkpoint", default=None, help="file name inside exp_dir")
     p.add_argument("--llm", help="LLM dir for text/whisper modes (default: from exp_dir config)")
     p.add_argument("--whisper", help="Whisper checkpoint (encoder+decoder) for --mode whisper")
-    p.add_argument("--wav_data_dir", help="data/<set> with wav.scp for --mode whisper")
+    p.add_argument("--wav_data_dir", nargs="+",
+                   help="data/<set> dirs with wav.scp for --mode whisper, one per --data_dir")
     p.add_argument("--target_lang", default=None)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--beam_size", type=int, default=1)
@@ -193,60 +201,88 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _jobs(args) -> List[Tuple[str, Path, Optional[Path], Path]]:
+    """(task, data_dir, wav_data_dir, out_dir) for every task x data dir."""
+    data_dirs = [Path(d) for d in args.data_dir]
+    wav_dirs = [Path(d) for d in args.wav_data_dir] if args.wav_data_dir else [None] * len(data_dirs)
+    if len(wav_dirs) != len(data_dirs):
+        raise SystemExit(f"--wav_data_dir needs one dir per --data_dir ({len(wav_dirs)} != {len(data_dirs)})")
+    for t in args.task:
+        if t not in TASKS:
+            raise SystemExit(f"unknown --task {t!r}; choose from {sorted(TASKS)}")
+    many = len(args.task) * len(data_dirs) > 1
+    if many and not ("{task}" in args.out_dir or len(args.task) == 1) or many and not (
+        "{dset}" in args.out_dir or len(data_dirs) == 1
+    ):
+        raise SystemExit("with several --task or --data_dir values, --out_dir must be a pattern "
+                         "with {task} and {dset}, e.g. 'exp/blsp/decode_{task}_{dset}'")
+    return [(t, d, w, Path(args.out_dir.format(task=t, dset=d.name)))
+            for t in args.task for d, w in zip(data_dirs, wav_dirs)]
+
+
+def _load_llm(args, device):
+    """The LLM of the text/whisper baselines: the experiment's LLM and prompt template."""
+    from espnet_blsp.llm.causal_lm import SpeechLLM
+
+    llm_path, template = args.llm, args.prompt_template
+    if args.exp_dir:
+        with open(Path(args.exp_dir) / "config.yaml", encoding="utf-8") as f:
+            llm_conf = yaml.safe_load(f)["llm_conf"]
+        llm_path = llm_path or llm_conf["model_name_or_path"]
+        template = llm_conf.get("prompt_template", template)
+    if not llm_path:
+        raise SystemExit(f"--mode {args.mode} needs --llm or --exp_dir")
+    dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    return SpeechLLM(llm_path, dtype=dtype, prompt_template=template).to(device).eval()
+
+
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    data_dir, out_dir = Path(args.data_dir), Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "cmd").write_text(
-        "python -m espnet_blsp.bin.blsp_inference " + shlex.join(cmd if cmd is not None else sys.argv[1:]) + "\n"
-    )
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    texts = read_kv(data_dir / "text")
-    keys = sorted(texts)
-    out_path = out_dir / "text"
-    done = recover_lines(out_path)
-    todo = [k for k in keys if k not in done]
-    logging.info(f"{args.mode}/{args.task} on {data_dir}: {len(keys)} utterances, {len(done)} done")
-    if not todo:
-        return
-    instr = instructions_for(args.task, data_dir, todo, args.target_lang)
-    t0 = time.time()
-
-    if args.mode in ("speech", "untrained"):
-        if not args.exp_dir:
-            raise SystemExit(f"--mode {args.mode} needs --exp_dir")
-        model = build_model(Path(args.exp_dir), device, args.checkpoint, load=args.mode == "speech")
-        llm = model.llm
-    else:
-        from espnet_blsp.llm.causal_lm import SpeechLLM
-
-        llm_path, template = args.llm, args.prompt_template
-        if args.exp_dir:  # the baselines use the experiment's LLM and prompt template
-            with open(Path(args.exp_dir) / "config.yaml", encoding="utf-8") as f:
-                llm_conf = yaml.safe_load(f)["llm_conf"]
-            llm_path = llm_path or llm_conf["model_name_or_path"]
-            template = llm_conf.get("prompt_template", template)
-        if not llm_path:
-            raise SystemExit(f"--mode {args.mode} needs --llm or --exp_dir")
-        dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-        llm = SpeechLLM(llm_path, dtype=dtype, prompt_template=template).to(device).eval()
-    prefixes = {k: torch.tensor(llm.template.prefix_ids(instr[k]), device=device) for k in todo}
-
-    with LineAppender(out_path) as writer:
-        if args.mode in ("speech", "untrained"):
-            feats_scp = read_kv(data_dir / "feats.scp")
-            decode_speech(model, todo, feats_scp, prefixes, args, writer, device)
-        elif args.mode == "text":
-            decode_text(llm, todo, texts, prefixes, args, writer, device)
-        else:
-            if not (args.whisper and args.wav_data_dir):
-                raise SystemExit("--mode whisper needs --whisper and --wav_data_dir")
-            asr = whisper_transcribe(args.whisper, Path(args.wav_data_dir), todo, out_dir / "asr_text", args, device)
-            decode_text(llm, todo, asr, prefixes, args, writer, device)
-    dt = time.time() - t0
-    logging.info(f"decoded {len(todo)} utterances in {dt:.1f} s -> {out_path}")
+    if args.mode in ("speech", "untrained") and not args.exp_dir:
+        raise SystemExit(f"--mode {args.mode} needs --exp_dir")
+    if args.mode == "whisper" and not (args.whisper and args.wav_data_dir):
+        raise SystemExit("--mode whisper needs --whisper and --wav_data_dir")
+    model = llm = None  # loaded on the first job with work left
+    asr_files: Dict[Path, Path] = {}  # Whisper transcripts, made once per data dir
+    for task, data_dir, wav_dir, out_dir in _jobs(args):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "cmd").write_text(
+            "python -m espnet_blsp.bin.blsp_inference " + shlex.join(cmd if cmd is not None else sys.argv[1:]) + "\n"
+        )
+        texts = read_kv(data_dir / "text")
+        keys = sorted(texts)
+        out_path = out_dir / "text"
+        done = recover_lines(out_path)
+        todo = [k for k in keys if k not in done]
+        logging.info(f"{args.mode}/{task} on {data_dir}: {len(keys)} utterances, {len(done)} done -> {out_path}")
+        if not todo:
+            continue
+        instr = instructions_for(task, data_dir, todo, args.target_lang)
+        if llm is None:
+            if args.mode in ("speech", "untrained"):
+                model = build_model(Path(args.exp_dir), device, args.checkpoint, load=args.mode == "speech")
+                llm = model.llm
+            else:
+                llm = _load_llm(args, device)
+        prefixes = {k: torch.tensor(llm.template.prefix_ids(instr[k]), device=device) for k in todo}
+        t0 = time.time()
+        with LineAppender(out_path) as writer:
+            if args.mode in ("speech", "untrained"):
+                feats_scp = read_kv(data_dir / "feats.scp")
+                decode_speech(model, todo, feats_scp, prefixes, args, writer, device)
+            elif args.mode == "text":
+                decode_text(llm, todo, texts, prefixes, args, writer, device)
+            else:
+                asr_path = out_dir / "asr_text"
+                if data_dir in asr_files and not asr_path.exists():
+                    shutil.copyfile(asr_files[data_dir], asr_path)
+                asr = whisper_transcribe(args.whisper, wav_dir, todo, asr_path, args, device)
+                asr_files[data_dir] = asr_path
+                decode_text(llm, todo, asr, prefixes, args, writer, device)
+        logging.info(f"decoded {len(todo)} utterances in {time.time() - t0:.1f} s -> {out_path}")
 
 
 if __name__ == "__main__":

