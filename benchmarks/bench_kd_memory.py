@@ -12,7 +12,7 @@ loss itself costs:
   variants in this process (bf16 inputs and head, as in training);
 - CPU: each variant in a fresh subprocess, peak RSS (``ru_maxrss``) minus the RSS after the
   inputs are allocated (float32 inputs: CPU bf16 matmuls are too slow to be a fair reference).
-Prints both figures, the ratio and the wall time; exits 1 if chunked > 1/4 of naive (the target).
+Prints both figures, the ratio and the wall time; exits 1 if chunked > 1/4 of naive (the target; --quick only reports).
 """
 
 import argparse
@@ -126,7 +126,7 @@ def main() -> None:
     for name, r in (("naive full-vocab fp32", naive), ("chunked kl_div", chunked)):
         print(f"  {name:22s}: {r['peak_mb']:8.0f} MB  {r['sec']:7.3f} s  loss {r['loss']:.6f}")
     print(f"  ratio chunked/naive   : {ratio:.3f} (target <= {TARGET})")
-    sys.exit(0 if ratio <= TARGET else 1)
+    sys.exit(0 if args.quick or ratio <= TARGET else 1)  # --quick only reports
 
 
 if __name__ == "__main__":

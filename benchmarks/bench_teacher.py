@@ -118,6 +118,8 @@ def main() -> None:
     llm = load_llm(shape, device).eval()
     prompts = make_prompts(llm, args.prompts)
     n_ref = min(args.ref_prompts, len(prompts))
+    print(f"Teacher generation, {shape} ({compute_dtype(device)}) | {hardware(device)} | {args.prompts} prompts, "
+          f"<= {args.max_new_tokens} new tokens")
 
     ours(llm, prompts[: args.ref_batch], args.ref_batch, 4)  # warm-up (kernels, allocator)
     sweep = {}
@@ -147,8 +149,6 @@ def main() -> None:
     ratio = best / ref_rate
     check = scale == "gpu"
     met = best >= TARGET_TOK_S
-    print(f"Teacher generation, {shape} ({compute_dtype(device)}) | {hardware(device)} | {args.prompts} prompts, "
-          f"<= {args.max_new_tokens} new tokens")
     print(f"  HF generate, batch {args.ref_batch} ({n_ref} prompts): {ref_rate:10.1f} tokens/s "
           f"({ref_n} tokens in {ref_sec:.2f} s)")
     print(f"  ours, best batch {best_bs}:              {best:10.1f} tokens/s   ours/reference {ratio:.2f}x")

@@ -2,7 +2,7 @@
 
 Usage (from a benchmark script in this directory)::
 
-    from benchlib import load_llm, make_whisper, pick_device, matmul_tflops, Timer, PeakMemory
+    from benchlib import load_llm, make_whisper, pick_device, matmul_tflops, timed, PeakMemory
     device = pick_device("auto")                                      # cuda if available
     llm = load_llm("qwen-7b", device, lora_conf=None)                  # SpeechLLM, random weights
     enc = make_whisper("large-v2", device)                             # WhisperSpeechEncoder, frozen
@@ -20,12 +20,15 @@ Shapes: ``*-7b`` and Whisper ``small``/``large-v2`` are the real ones (GPU); ``*
 Whisper ``cpu`` are the CPU shapes; ``*-tiny`` / ``tiny`` are for tests and ``--quick``.
 """
 
+import atexit
 import contextlib
 import ctypes
+import functools
 import gc
 import json
 import os
 import resource
+import shutil
 import tempfile
 import threading
 import time
@@ -104,14 +107,23 @@ def sync(device: torch.device) -> None:
 
 
 # ---------------------------------------------------------------------------------- models
+@functools.lru_cache(maxsize=None)
+def _tmp_root() -> str:
+    """One temporary directory per process for the stub checkpoints, removed at exit."""
+    root = tempfile.mkdtemp(prefix="espnet_blsp_bench_")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
 def stub_llm_dir(shape: str, root: Optional[str] = None) -> str:
-    """A checkpoint dir for ``LLM_SHAPES[shape]``: config, tokenizer, one-tensor safetensors."""
+    """A checkpoint dir for ``LLM_SHAPES[shape]`` (a few kB): config, tokenizer, one-tensor
+    safetensors; under ``root`` (default: a temporary directory removed at exit)."""
     from safetensors.torch import save_file
 
     from espnet_blsp.testing.tiny_llm import make_tiny_tokenizer
 
     arch, conf = LLM_SHAPES[shape]
-    root = root or tempfile.mkdtemp(prefix="espnet_blsp_bench_")
+    root = root or _tmp_root()
     out = Path(root) / shape
     if (out / "model.safetensors").is_file():
         return str(out)

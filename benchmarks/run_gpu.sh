@@ -61,7 +61,8 @@ run decode python benchmarks/bench_decode.py --device cuda --json "${out}/decode
 # 3. data-parallel scale-out of the BLSP-KD step: 1 GPU vs 2 GPUs, same per-GPU batch
 if [ "${ngpu}" -ge 2 ]; then
     for n in 1 2; do
-        run "ddp_${n}gpu" torchrun --standalone --nproc_per_node "${n}" benchmarks/bench_train_step.py \
+        run "ddp_${n}gpu" python -m torch.distributed.run --standalone --nproc_per_node "${n}" \
+            benchmarks/bench_train_step.py \
             --device cuda --ddp --systems kd --json "${out}/ddp_${n}gpu.json"
     done
     python - "${out}" <<'PY' | tee "${out}/ddp_scaling.txt"

@@ -55,8 +55,9 @@ def _has_fp32_out_mm(device: torch.device, dtype: torch.dtype) -> bool:
     if dtype not in (torch.bfloat16, torch.float16) or device.type != "cuda":
         return False
     try:
-        a = torch.ones(2, 2, device=device, dtype=dtype)
-        return torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
+        with torch.autocast(device.type, enabled=False):  # the probe must not see ESPnet's autocast
+            a = torch.ones(2, 2, device=device, dtype=dtype)
+            return torch.mm(a, a, out_dtype=torch.float32).dtype == torch.float32
     except (RuntimeError, TypeError, NotImplementedError):
         return False
 

@@ -162,3 +162,7 @@ def test_run_cpu_table(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = [line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 2 and "CIF" in rows[1] and "RTF" in rows[2] and "?" not in rows[2]
+    # the same table from the saved outputs (what run_gpu.sh does with its results directory)
+    again = subprocess.run([sys.executable, str(REPO / "benchmarks/run_cpu.py"), "--table_from", str(tmp_path)],
+                           capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert again.returncode == 0 and rows[2].split("|")[3:6] == again.stdout.splitlines()[3].split("|")[3:6]

@@ -103,6 +103,7 @@ def _ddp_worker(rank: int, world: int, port: int, whisper: str, llm: str, out_di
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # ~15-20 s: two spawned processes import torch, transformers and espnet2
 def test_ddp_two_ranks_equal_single_process(tiny_whisper, tiny_llm, tmp_path):
     torch.multiprocessing.spawn(
         _ddp_worker, args=(2, _free_port(), tiny_whisper, tiny_llm, str(tmp_path)), nprocs=2, join=True
@@ -150,7 +151,7 @@ def _train_args(d: Path, whisper: str, llm: str, out: Path):
                    "--seed", "0", "--ngpu", "0", "--output_dir", str(out)]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~20-25 s: three blsp_train processes
 def test_blsp_train_ddp_gloo_equals_single_process(tiny_whisper, tiny_llm, tmp_path):
     d = _dump(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")

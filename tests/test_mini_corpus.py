@@ -146,7 +146,7 @@ def test_failed_synthesis_is_logged_and_skipped(tmp_path, monkeypatch, caplog):
         return utt, ""
 
     class Pool:  # in-process stand-in for ProcessPoolExecutor
-        def __init__(self, n):
+        def __init__(self, n, **kw):
             pass
 
         def __enter__(self):
@@ -174,3 +174,13 @@ def test_failed_synthesis_is_logged_and_skipped(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(make_corpus, "synthesize", lambda job: (seen.append(job[1]), fake_synth(job))[1])
     make_corpus.synth_sets(tmp_path, splits, nj=1, seed=0)
     assert sorted(seen) == ["a bad one", "bad too"]
+
+
+def test_test_set_does_not_depend_on_train_size_and_corpora_never_mix(tmp_path):
+    small, large = make_splits(2000, 100, 100, seed=1), make_splits(20000, 100, 100, seed=1)
+    assert small["test"] == large["test"] and small["dev"] == large["dev"]
+    assert large["train"][:2000] == small["train"]
+    make_corpus.check_splits(tmp_path, small)
+    make_corpus.check_splits(tmp_path, small)  # same corpus: fine
+    with pytest.raises(SystemExit, match="other sizes or another seed"):
+        make_corpus.check_splits(tmp_path, large)

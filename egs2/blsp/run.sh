@@ -27,7 +27,7 @@ valid_set=mini_dev      # validation set name
 test_sets="mini_test real_librivox real_cards"  # test set names
 adapter=cnn             # cnn (BLSP) | cformer (BLSP-KD); picks the default --train_config
 train_config=           # training config (default: conf/<mini/>train_blsp.yaml or _kd...yaml by --adapter)
-decode_config=conf/decode.yaml  # batch_size, beam_size, max_new_tokens
+decode_config=          # batch_size, beam_size, max_new_tokens (default: conf/decode.yaml; CPU mini: conf/mini/decode_cpu.yaml)
 speech_encoder=         # HF Whisper dir or hub id (default: the mini asset whisper-base)
 llm=                    # HF causal LM dir or hub id (default: the mini asset SmolLM2-135M-Instruct)
 ngpu=0                  # GPUs for training/decoding (0: CPU); >1 runs DDP
@@ -39,12 +39,14 @@ tag=                    # experiment name (default: config file name)
 baselines="text whisper untrained"  # Text+LLM, Whisper+LLM and untrained-adapter floor
 dump_encoder_output=false  # dump frozen encoder outputs instead of log-mel (frozen encoder only)
 teacher_batch_size=32   # batch size of teacher generation
-max_new_tokens=64       # teacher generation length (BLSP: 64)
-train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2"
+max_new_tokens=         # teacher generation length (default: 64 as in BLSP; CPU mini: 32)
+train_subset=           # train utterances used for teacher generation and training (default: all; CPU mini: 800)
+valid_subset=           # valid utterances used for validation (default: all; CPU mini: 40)
+train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2" (CPU mini default: a ~5-minute budget, see below)
 assets_dir=assets       # stage 0 output: converted Whisper and SmolLM2 checkpoints
 mini_dir=mini           # stage 0 output: the synthesized mini corpus
 mini_whisper=base       # base | tiny.en
-mini_num_train=2000     # mini corpus sizes
+mini_num_train=         # mini corpus sizes (default train: 2000 on CPU, 20000 with --ngpu >= 1)
 mini_num_dev=100
 mini_num_test=100
 # <<< options
@@ -55,6 +57,16 @@ run_cmd="$0 $*"
 . ./cmd.sh
 . utils/parse_options.sh
 
+cpu_mini=$([ "${corpus}" = mini ] && [ "${ngpu}" -eq 0 ] && echo true || echo false)
+mini_num_train=${mini_num_train:-$([ "${ngpu}" -gt 0 ] && echo 20000 || echo 2000)}
+max_new_tokens=${max_new_tokens:-$([ "${cpu_mini}" = true ] && echo 32 || echo 64)}
+train_subset=${train_subset:-$([ "${cpu_mini}" = true ] && echo 800 || echo 0)}
+valid_subset=${valid_subset:-$([ "${cpu_mini}" = true ] && echo 40 || echo 0)}
+if [ "${cpu_mini}" = true ] && [ -z "${train_args}" ]; then
+    # 2 CPU cores: 2 x 50 steps of 8 utterances (~3 s each with SmolLM2-135M in bf16)
+    train_args="--max_epoch 2 --num_iters_per_epoch 50 --batch_size 8 --scheduler_conf warmup_steps=20 --optim_conf lr=2.0e-3"
+fi
+decode_config=${decode_config:-$([ "${cpu_mini}" = true ] && echo conf/mini/decode_cpu.yaml || echo conf/decode.yaml)}
 if [ -z "${speech_encoder}" ] || [ -z "${llm}" ]; then
     [ "${corpus}" = mini ] || { log "--speech_encoder and --llm are required for --corpus ${corpus}"; exit 1; }
     speech_encoder=${speech_encoder:-${assets_dir}/whisper-${mini_whisper}}
@@ -77,10 +89,11 @@ expdir=exp/${tag}
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
 prompt_template=$(python local/read_config.py "${train_config}" llm_conf.prompt_template blsp)
+llm_dtype=$(python local/read_config.py "${train_config}" llm_conf.dtype "$([ "${ngpu}" -gt 0 ] && echo bfloat16 || echo float32)")
 train_dir=dump/${train_set}; valid_dir=dump/${valid_set}
 if [ "${use_responses}" = true ]; then
-    suffix=_cw$([ "${rp_ratio}" != 0 ] && echo "_rp${rp_ratio/:/-}" || true)
-    train_dir=dump/${train_set}${suffix}; valid_dir=dump/${valid_set}_cw
+    suffix=_cw$([ "${rp_ratio}" != 0 ] && echo "_rp${rp_ratio/:/-}" || true)$([ "${train_subset}" -gt 0 ] && echo "_n${train_subset}" || true)
+    train_dir=dump/${train_set}${suffix}; valid_dir=dump/${valid_set}_cw$([ "${valid_subset}" -gt 0 ] && echo "_n${valid_subset}" || true)
 fi
 device=$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)
 mkdir -p "${expdir}"
@@ -126,7 +139,8 @@ fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true ]; then
     for dset in ${train_set} ${valid_set}; do
-        out=dump/${dset}_cw$([ "${dset}" = "${train_set}" ] && [ "${rp_ratio}" != 0 ] && echo "_rp${rp_ratio/:/-}" || true)
+        out=${valid_dir}; n=${valid_subset}
+        [ "${dset}" = "${train_set}" ] && { out=${train_dir}; n=${train_subset}; }
         [ -f "${out}/.done" ] && { log "Stage 3: ${out} done, skipped"; continue; }
         log "Stage 3: teacher generation: dump/${dset}/text -> ${out} (rp_ratio ${rp_ratio})"
         mkdir -p "dump/${dset}/split${nj}" "dump/${dset}/log"
@@ -134,9 +148,9 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
             python -m espnet_blsp.bin.generate_teacher --llm "${llm}" --text "dump/${dset}/text" \
                 --out "dump/${dset}/split${nj}/continuation.JOB" --nj ${nj} --job JOB \
                 --batch_size ${teacher_batch_size} --max_new_tokens ${max_new_tokens} --device ${device} \
-                --prompt_template ${prompt_template}
+                --prompt_template ${prompt_template} --dtype ${llm_dtype} --max_utts ${n}
         python -m espnet_blsp.bin.generate_teacher --mix --dump_dir "dump/${dset}" --out_dir "${out}" \
-            --nj ${nj} --rp_ratio "$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)"
+            --nj ${nj} --rp_ratio "$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)" --max_utts ${n}
         touch "${out}/.done"
     done
 fi
@@ -153,7 +167,6 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     done
     model_opts=(--config "${train_config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"
                 --llm_conf "model_name_or_path=${llm}")
-    [ ${ngpu} -gt 0 ] || model_opts+=(--llm_conf dtype=float32)
     [ "${dump_encoder_output}" = false ] || model_opts+=(--model_conf precomputed_encoder=true)
     if [ ! -f "${expdir}/stats/.done" ]; then
         log "Stage 4a: collect_stats: ${train_dir} -> ${expdir}/stats"

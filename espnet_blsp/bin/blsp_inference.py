@@ -196,7 +196,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam_size", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=128)
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default=None, help="LLM dtype for text/whisper modes")
+    p.add_argument("--dtype", default=None, help="LLM dtype for text/whisper modes (default: the experiment's llm_conf.dtype)")
     p.add_argument("--prompt_template", default="blsp", help="text/whisper modes without --exp_dir")
     return p
 
@@ -224,15 +224,16 @@ def _load_llm(args, device):
     """The LLM of the text/whisper baselines: the experiment's LLM and prompt template."""
     from espnet_blsp.llm.causal_lm import SpeechLLM
 
-    llm_path, template = args.llm, args.prompt_template
+    llm_path, template, dtype = args.llm, args.prompt_template, args.dtype
     if args.exp_dir:
         with open(Path(args.exp_dir) / "config.yaml", encoding="utf-8") as f:
             llm_conf = yaml.safe_load(f)["llm_conf"]
         llm_path = llm_path or llm_conf["model_name_or_path"]
         template = llm_conf.get("prompt_template", template)
+        dtype = dtype or llm_conf.get("dtype")
     if not llm_path:
         raise SystemExit(f"--mode {args.mode} needs --llm or --exp_dir")
-    dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    dtype = dtype or ("bfloat16" if device.type == "cuda" else "float32")
     return SpeechLLM(llm_path, dtype=dtype, prompt_template=template).to(device).eval()
 
 

@@ -17,6 +17,7 @@ adapter frame are excluded and listed with the reason in ``out_dir/excluded.txt`
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -201,7 +202,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.nj))  # --nj jobs share the cores
     if args.merge:
         merge(args)
     else:

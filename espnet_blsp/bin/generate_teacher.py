@@ -12,6 +12,9 @@ resumes where it stopped, redoing and duplicating nothing.
     python -m espnet_blsp.bin.generate_teacher --mix --dump_dir dump/train \
         --out_dir dump/train_cw --nj 4 --rp_ratio 1:9
 
+``--max_utts N`` (both steps, same value) uses a fixed random subset of N utterances, e.g.
+to fit the CPU mini run's time budget; the rest of the set gets no training entry.
+
 ``--mix`` merges the jobs' continuations and writes a training directory whose
 ``response``/``instruction`` hold continuation data plus, with ``--rp_ratio a:b``,
 repetition data (the response is the transcript) at a:b to the continuations.
@@ -19,6 +22,7 @@ repetition data (the response is the transcript) at a:b to the continuations.
 
 import argparse
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -46,11 +50,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def subset(keys, max_utts: int, seed: int = 0):
+    """All ``keys`` sorted, or a fixed random subset of ``max_utts`` of them (sorted)."""
+    keys = sorted(keys)
+    if max_utts and max_utts < len(keys):
+        keys = sorted(random.Random(seed).sample(keys, max_utts))
+    return keys
+
+
 def generate(args) -> None:
     from espnet_blsp.llm.causal_lm import SpeechLLM
 
     texts = read_kv(args.text)
-    keys = split_for_job(list(texts), args.nj, args.job)
+    keys = split_for_job(subset(texts, args.max_utts, args.seed), args.nj, args.job)
     out = Path(args.out)
     done = recover_lines(out)
     todo = [k for k in keys if k not in done]
@@ -58,6 +70,8 @@ def generate(args) -> None:
     if not todo:
         return
     device = pick_device(args.device)
+    if device.type == "cpu":  # --nj jobs share the machine's cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.nj))
     dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
     llm = SpeechLLM(args.llm, dtype=dtype, prompt_template=args.prompt_template).to(device).eval()
     t = llm.template
@@ -108,6 +122,8 @@ def mix(args) -> None:
         cont.update(recover_lines(part))
     feats = read_kv(dump_dir / "feats.scp")
     texts = read_kv(dump_dir / "text")
+    if args.max_utts:
+        feats = {k: feats[k] for k in subset(feats, args.max_utts, args.seed)}
     missing = sorted(set(feats) - set(cont))
     if missing:
         raise RuntimeError(f"{len(missing)} utterances lack a continuation, e.g. {missing[:5]}")
@@ -148,6 +164,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir")
     p.add_argument("--rp_ratio", default="0", help="repetition:continuation, e.g. 1:9")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max_utts", type=int, default=0,
+                   help="use a fixed random subset of this many utterances (0: all); same value in both steps")
     return p
 
 

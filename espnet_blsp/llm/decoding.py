@@ -26,7 +26,9 @@ positive, multiplied if negative) counts the generated tokens only, not the prom
 speech prompt and its transcript are treated alike.
 """
 
-from typing import List, Tuple
+import functools
+import inspect
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -47,11 +49,14 @@ def _left_pad(batch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return emb, real.long(), speech
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg_of(decoder_type: type) -> str:
+    return "cache" if "cache" in inspect.signature(decoder_type.forward).parameters else "past_key_values"
+
+
 def _cache_kwarg(decoder) -> str:
     """transformers >= 5.24 names the KV-cache argument ``cache`` (``past_key_values`` before)."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    return _cache_kwarg_of(type(decoder))
 
 
 def _forward(llm, embeds, attn, pos, cache, speech=None) -> torch.Tensor:
@@ -65,7 +70,7 @@ def _forward(llm, embeds, attn, pos, cache, speech=None) -> torch.Tensor:
     return out.last_hidden_state[:, -1]
 
 
-def _next_logits(llm, h: torch.Tensor, seen: torch.Tensor, repetition_penalty: float) -> torch.Tensor:
+def _next_logits(llm, h: torch.Tensor, seen: Optional[torch.Tensor], repetition_penalty: float) -> torch.Tensor:
     """Float32 next-token logits (N, V) from the last hidden states (N, H), penalty applied."""
     logits = llm.model.get_output_embeddings()(h).float()
     if repetition_penalty != 1.0:
@@ -116,7 +121,8 @@ def greedy(llm, batch, max_new_tokens: int, repetition_penalty: float = 1.0) -> 
     B = h.shape[0]
     out: List[List[int]] = [[] for _ in range(B)]
     active = torch.arange(B, device=h.device)  # original row of each batch row
-    seen = torch.zeros(B, llm.vocab_size, dtype=torch.bool, device=h.device)
+    # (B, V) tokens emitted so far; only needed (and only allocated) for a repetition penalty
+    seen = torch.zeros(B, llm.vocab_size, dtype=torch.bool, device=h.device) if repetition_penalty != 1.0 else None
     for step in range(max_new_tokens):
         nxt = _next_logits(llm, h, seen, repetition_penalty).argmax(-1)  # (A,)
         for b, tok in zip(active.tolist(), nxt.tolist()):
@@ -128,8 +134,10 @@ def greedy(llm, batch, max_new_tokens: int, repetition_penalty: float = 1.0) -> 
         if not bool(keep.all()):  # drop finished rows from the batch and the cache
             idx = keep.nonzero()[:, 0]
             cache.reorder_cache(idx)
-            active, nxt, attn, pos, seen = active[idx], nxt[idx], attn[idx], pos[idx], seen[idx]
-        seen[torch.arange(len(nxt), device=nxt.device), nxt] = True
+            active, nxt, attn, pos = active[idx], nxt[idx], attn[idx], pos[idx]
+            seen = seen[idx] if seen is not None else None
+        if seen is not None:
+            seen[torch.arange(len(nxt), device=nxt.device), nxt] = True
         attn = torch.cat([attn, attn.new_ones(len(nxt), 1)], dim=1)
         h = _forward(llm, llm.embed(nxt[:, None]), attn, pos[:, None], cache)
         pos = pos + 1

