@@ -160,6 +160,7 @@ def test_failed_synthesis_is_logged_and_skipped(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(make_corpus, "synthesize", fake_synth)
     monkeypatch.setattr(make_corpus, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(P, "ensure_asset", lambda asset: None)  # no pip install in a test
     splits = {"train": ["a good one", "a bad one", "another good one"], "dev": ["fine"], "test": ["bad too"]}
     make_corpus.synth_sets(tmp_path, splits, nj=1, seed=0)
     assert "2 sentences failed to synthesize" in caplog.text

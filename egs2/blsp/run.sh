@@ -44,7 +44,7 @@ train_subset=           # train utterances used for teacher generation and train
 valid_subset=           # valid utterances used for validation (default: all; CPU mini: 40)
 train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2" (CPU mini default: a ~5-minute budget, see below)
 assets_dir=assets       # stage 0 output: converted Whisper and SmolLM2 checkpoints
-mini_dir=mini           # stage 0 output: the synthesized mini corpus
+mini_dir=               # stage 0 output: the synthesized mini corpus (default: mini_<mini_num_train>)
 mini_whisper=base       # base | tiny.en
 mini_num_train=         # mini corpus sizes (default train: 2000 on CPU, 20000 with --ngpu >= 1)
 mini_num_dev=100
@@ -59,6 +59,7 @@ run_cmd="$0 $*"
 
 cpu_mini=$([ "${corpus}" = mini ] && [ "${ngpu}" -eq 0 ] && echo true || echo false)
 mini_num_train=${mini_num_train:-$([ "${ngpu}" -gt 0 ] && echo 20000 || echo 2000)}
+mini_dir=${mini_dir:-mini_${mini_num_train}}
 max_new_tokens=${max_new_tokens:-$([ "${cpu_mini}" = true ] && echo 32 || echo 64)}
 train_subset=${train_subset:-$([ "${cpu_mini}" = true ] && echo 800 || echo 0)}
 valid_subset=${valid_subset:-$([ "${cpu_mini}" = true ] && echo 40 || echo 0)}

