@@ -81,6 +81,17 @@ def test_run_pl_array_with_a_failing_job(tmp_path):
         assert log[-1].startswith(f"# Ended (code {int(j == 2)})")
 
 
+def test_run_pl_echoes_job_progress_on_request(tmp_path):
+    env = dict(os.environ, RUNPL_PROGRESS="1", RUNPL_PROGRESS_INTERVAL="0.2")
+    script = "for i in 1 2 3; do printf 'step %s/3\\r' $i; sleep 0.5; done; echo finished"
+    out = run_pl("JOB=1:2", "log/p.JOB.log", script, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    for j in (1, 2):
+        assert f"[p.{j}.log] step" in out.stderr  # the last carriage-return segment, while it runs
+    quiet = run_pl("JOB=1:2", "log/q.JOB.log", script, cwd=tmp_path)  # not a terminal: no echo
+    assert quiet.returncode == 0 and "step" not in quiet.stderr
+
+
 def test_run_pl_quoting_substitution_and_pipes(tmp_path):
     out = run_pl("JOB=2:3", "log/p.JOB.log", "echo", "two words JOB", "|", "tr", "a-z", "A-Z", ">", "out.JOB",
                  cwd=tmp_path)

@@ -17,6 +17,10 @@ Options:
                        and a job waits until G are free. With no GPU found it is left unset.
     --num_threads N    export OMP_NUM_THREADS=N and MKL_NUM_THREADS=N to each job
     --mem M, --time T  accepted for slurm.pl compatibility; not enforced locally
+
+On a terminal (or with RUNPL_PROGRESS=1), the last progress line of each running job's log
+(a tqdm bar, ESPnet's trainer report) is echoed every RUNPL_PROGRESS_INTERVAL seconds (15)
+when it changed, so long stages show their progress; the logs keep everything.
 """
 
 import os
@@ -66,6 +70,29 @@ class GpuPool:
             self.cond.notify_all()
 
 
+def last_progress(log: str, width: int = 160) -> str:
+    """The last non-empty line or carriage-return segment of ``log`` (a tqdm bar's state)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - 4096))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    parts = [p.strip() for p in re.split(r"[\r\n]", tail) if p.strip()]
+    return parts[-1][:width] if parts else ""
+
+
+def report_progress(logs: List[str], done: threading.Event, interval: float) -> None:
+    shown = {}
+    while not done.wait(interval):
+        for log in logs:
+            line = last_progress(log)
+            if line and shown.get(log) != line:
+                shown[log] = line
+                sys.stderr.write(f"  [{os.path.basename(log)}] {line}\n")
+        sys.stderr.flush()
+
+
 def main(argv: List[str]) -> int:
     try:
         req = parse(argv, OPTIONS, "run.pl")
@@ -109,8 +136,16 @@ def main(argv: List[str]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    with ThreadPoolExecutor(max_workers=max_jobs) as ex:
-        codes = list(ex.map(run, req.jobs))
+    done = threading.Event()
+    if sys.stderr.isatty() or os.environ.get("RUNPL_PROGRESS") == "1":
+        interval = float(os.environ.get("RUNPL_PROGRESS_INTERVAL", "15"))
+        logs = [req.log_for(j) for j in req.jobs]
+        threading.Thread(target=report_progress, args=(logs, done, interval), daemon=True).start()
+    try:
+        with ThreadPoolExecutor(max_workers=max_jobs) as ex:
+            codes = list(ex.map(run, req.jobs))
+    finally:
+        done.set()
     failed = [req.log_for(j) for j, rc in zip(req.jobs, codes) if rc != 0]
     if failed:
         report_failures("run.pl", failed, len(req.jobs))
