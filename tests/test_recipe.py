@@ -80,3 +80,29 @@ def test_cformer_kd_with_partial_lora(recipe):
     log = (exp / "train.log").read_text()
     assert "loss_kl_input" in log and "loss_cif" in log and "lora_A" in log
     assert len((exp / "decode_asr_test/text").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    "args, config",
+    [
+        ([], "conf/mini/train_blsp.yaml"),
+        (["--adapter", "cformer"], "conf/mini/train_blsp_kd.yaml"),
+        (["--adapter", "cformer", "--corpus", "kaldi", "--speech_encoder", "w", "--llm", "l"], "conf/train_blsp_kd5.yaml"),
+        (["--train_config", "conf/mini/train_blsp_rp.yaml"], "conf/mini/train_blsp_rp.yaml"),
+    ],
+)
+def test_run_sh_resolves_its_defaults(recipe, args, config):
+    """No stage runs (--stage 7): only option parsing and the default config choice."""
+    out = subprocess.run(["./run.sh", "--stage", "7", *args], cwd=recipe / "egs", capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"config {config}," in out.stdout
+
+
+def test_run_sh_bad_options_fail_loudly(recipe):
+    for args, msg in [(["--adapter", "nope"], "unknown --adapter nope"),
+                      (["--corpus", "librispeech"], "--speech_encoder and --llm are required"),
+                      (["--train_config", "conf/none.yaml"], "no such config: conf/none.yaml")]:
+        out = subprocess.run(["./run.sh", "--stage", "7", *args], cwd=recipe / "egs", capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode != 0 and msg in out.stdout + out.stderr, (args, out.stdout, out.stderr)

@@ -16,6 +16,8 @@ log() {
     local fname=${BASH_SOURCE[1]##*/}
     echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
+# set -e stops at the first failing command; say where, instead of exiting silently
+trap 'rc=$?; echo "$(date "+%Y-%m-%dT%H:%M:%S") (run.sh:${LINENO}) failed (exit ${rc}): ${BASH_COMMAND}" >&2' ERR
 
 # >>> options
 stage=0                 # first stage to run
@@ -80,13 +82,14 @@ if [ -z "${train_config}" ]; then
     sub=$([ "${corpus}" = mini ] && echo mini/ || echo "")
     case ${adapter} in
         cnn) train_config=conf/${sub}train_blsp.yaml ;;
-        cformer) train_config=conf/${sub}train_blsp_kd$([ -z "${sub}" ] && echo 5).yaml ;;
+        cformer) train_config=conf/${sub}train_blsp_kd$([ -z "${sub}" ] && echo 5 || true).yaml ;;
         *) log "unknown --adapter ${adapter} (cnn | cformer)"; exit 1 ;;
     esac
 fi
 [ -f "${train_config}" ] || { log "no such config: ${train_config}"; exit 1; }
 tag=${tag:-$(basename "${train_config}" .yaml)}
 expdir=exp/${tag}
+log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}"
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
 prompt_template=$(python local/read_config.py "${train_config}" llm_conf.prompt_template blsp)
