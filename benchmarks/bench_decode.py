@@ -29,7 +29,7 @@ from typing import List
 
 import torch
 
-from benchlib import (ASR, SYSTEMS, build_model, compute_dtype, hardware, pick_device, scale_of, sync,
+from benchlib import (ASR, SYSTEMS, build_model, compute_dtype, hardware, setup, sync,
                       write_json)
 
 TARGET_RATIO = 5.0
@@ -89,13 +89,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    scale = scale_of(device, args.quick)
-    for k, v in DEFAULTS[scale].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    device, scale = setup(args, DEFAULTS)
     model = build_model(args.system, scale, device, dropout=False).eval()
     clips = make_clips(max(args.utts, args.single_utts), args.seconds)
     batched_clips, single_clips = clips[: args.utts], clips[: args.single_utts]

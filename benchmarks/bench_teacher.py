@@ -32,7 +32,7 @@ from typing import List
 
 import torch
 
-from benchlib import (CONTINUATION, SCALES, compute_dtype, hardware, load_llm, pick_device, random_ids, scale_of, sync,
+from benchlib import (CONTINUATION, SCALES, compute_dtype, hardware, load_llm, random_ids, setup, sync,
                       write_json)
 
 TARGET_TOK_S = 10_000.0
@@ -107,13 +107,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    scale = scale_of(device, args.quick)
-    for k, v in DEFAULTS[scale].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    device, scale = setup(args, DEFAULTS)
     shape = SCALES[scale][args.llm]
     llm = load_llm(shape, device).eval()
     prompts = make_prompts(llm, args.prompts)

@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 
 from benchlib import (CONTINUATION, SYSTEMS, PeakMemory, attention, autocast, build_model, compute_dtype, hardware,
-                      matmul_params, matmul_tflops, pick_device, random_ids, scale_of, timed, write_json)
+                      matmul_params, matmul_tflops, random_ids, setup, timed, write_json)
 from espnet_blsp.adapters import CFormerAdapter, CNNAdapter
 from espnet_blsp.adapters.cif import scale_alphas
 from espnet_blsp.espnet_model import BLSPModel
@@ -391,13 +391,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", default=None, help="write the figures here")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    scale = scale_of(device, args.quick)
-    for k, v in DEFAULTS[scale].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    device, scale = setup(args, DEFAULTS)
     systems = args.systems.split(",")
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:

@@ -38,25 +38,20 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 # LLM shapes: (architecture, config kwargs). Llama-2-7B (BLSP) and Qwen-7B (BLSP-KD).
+def _llm_shape(arch: str, hidden: int, ffn: int, layers: int, heads: int, kv_heads: int, vocab: int,
+               max_positions: int) -> tuple:
+    return arch, dict(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                      max_position_embeddings=max_positions)
+
+
 LLM_SHAPES: Dict[str, tuple] = {
-    "llama2-7b": ("llama", dict(
-        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)),
-    "qwen-7b": ("qwen2", dict(
-        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=32, vocab_size=151936, max_position_embeddings=8192)),
-    "llama-small": ("llama", dict(
-        hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=4, vocab_size=32000, max_position_embeddings=4096)),
-    "qwen-small": ("qwen2", dict(
-        hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=4, vocab_size=151936, max_position_embeddings=8192)),
-    "llama-tiny": ("llama", dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=2048, max_position_embeddings=4096)),
-    "qwen-tiny": ("qwen2", dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=2048, max_position_embeddings=4096)),
+    "llama2-7b": _llm_shape("llama", 4096, 11008, 32, 32, 32, 32000, 4096),
+    "qwen-7b": _llm_shape("qwen2", 4096, 11008, 32, 32, 32, 151936, 8192),
+    "llama-small": _llm_shape("llama", 256, 688, 4, 4, 4, 32000, 4096),
+    "qwen-small": _llm_shape("qwen2", 256, 688, 4, 4, 4, 151936, 8192),
+    "llama-tiny": _llm_shape("llama", 64, 128, 2, 4, 2, 2048, 4096),
+    "qwen-tiny": _llm_shape("qwen2", 64, 128, 2, 4, 2, 2048, 4096),
 }
 
 # Whisper encoder shapes (the decoder is never built).
@@ -225,6 +220,19 @@ SCALES: Dict[str, Dict[str, str]] = {
 def scale_of(device: torch.device, quick: bool) -> str:
     """gpu (real shapes) | cpu (small shapes) | quick (tiny shapes, tests)."""
     return "quick" if quick else ("gpu" if device.type == "cuda" else "cpu")
+
+
+def setup(args, defaults: Dict[str, dict]):
+    """The common start of a benchmark: ``--threads``, the device and the scale, and the
+    scale's defaults for every option left at None. Returns (device, scale)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    scale = scale_of(device, args.quick)
+    for k, v in defaults[scale].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    return device, scale
 
 
 def build_model(system: str, scale: str, device: torch.device, dropout: bool = True):
