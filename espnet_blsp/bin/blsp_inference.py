@@ -210,10 +210,8 @@ def _jobs(args) -> List[Tuple[str, Path, Optional[Path], Path]]:
     for t in args.task:
         if t not in TASKS:
             raise SystemExit(f"unknown --task {t!r}; choose from {sorted(TASKS)}")
-    many = len(args.task) * len(data_dirs) > 1
-    if many and not ("{task}" in args.out_dir or len(args.task) == 1) or many and not (
-        "{dset}" in args.out_dir or len(data_dirs) == 1
-    ):
+    # each placeholder is needed exactly when its list has more than one value
+    if any(n > 1 and key not in args.out_dir for key, n in (("{task}", len(args.task)), ("{dset}", len(data_dirs)))):
         raise SystemExit("with several --task or --data_dir values, --out_dir must be a pattern "
                          "with {task} and {dset}, e.g. 'exp/blsp/decode_{task}_{dset}'")
     return [(t, d, w, Path(args.out_dir.format(task=t, dset=d.name)))

