@@ -172,12 +172,13 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     model_opts=(--config "${train_config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"
                 --llm_conf "model_name_or_path=${llm}")
     [ "${dump_encoder_output}" = false ] || model_opts+=(--model_conf precomputed_encoder=true)
-    if [ ! -f "${expdir}/stats/.done" ]; then
+    # the shapes belong to these dump dirs: recollect when --train_subset etc. picked others
+    if [ "$(cat "${expdir}/stats/.done" 2>/dev/null)" != "${train_dir} ${valid_dir}" ]; then
         log "Stage 4a: collect_stats: ${train_dir} -> ${expdir}/stats"
         ${train_cmd} "${expdir}/stats/collect_stats.log" \
             python -m espnet_blsp.bin.blsp_train --collect_stats true --ngpu 0 "${model_opts[@]}" "${data_opts[@]}" \
                 --model_conf extract_feats_in_collect_stats=false --output_dir "${expdir}/stats" --num_workers 0
-        touch "${expdir}/stats/.done"
+        echo "${train_dir} ${valid_dir}" > "${expdir}/stats/.done"
     fi
     log "Stage 4b: training: ${train_config} -> ${expdir} (ngpu ${ngpu})"
     echo "python -m espnet_blsp.bin.blsp_train ${model_opts[*]} ${data_opts[*]} ${train_args}" > "${expdir}/train.cmd"
