@@ -5,6 +5,7 @@ adapters must learn to undo that. The encoder is bypassed (precomputed_encoder).
 """
 
 import collections
+import math
 import random
 
 import pytest
@@ -59,8 +60,11 @@ def _batch(llm, items):
     )
 
 
-def _train(model, data, steps, lr, key):
+def _train(model, data, steps, lr, key, cosine=False):
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    # optionally 50 warmup steps, then cosine decay to 0 (as a real recipe would schedule)
+    decay = lambda i: min(1.0, (i + 1) / 50) * 0.5 * (1 + math.cos(math.pi * i / steps)) if cosine else 1.0  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
     rng = random.Random(0)
     model.train()
     first = last = None
@@ -70,6 +74,7 @@ def _train(model, data, steps, lr, key):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
         history.append(float(stats[key]))
         if step == 9:
             first = sum(history) / len(history)
@@ -77,28 +82,42 @@ def _train(model, data, steps, lr, key):
     return first, last
 
 
+def _duration_baseline(train, test):
+    """Share of ``test`` whose token count is within +-1 of round(frames / c), with the
+    frames-per-token c that is best on ``train``: what a count read off the clip length alone
+    achieves (the frames per token are random, so this is ~92 %)."""
+    def close(items, c):
+        return sum(abs(math.floor(f.shape[0] / c + 0.5) - len(i)) <= 1 for f, i, _ in items) / len(items)
+
+    c = max((close(train, c), c) for c in [2.0 + 0.05 * k for k in range(61)])[1]
+    return close(test, c)
+
+
 @pytest.mark.slow
 def test_cformer_learns_input_kl_and_cif(tiny_llm):
     torch.manual_seed(0)
     llm = _peaky(SpeechLLM(tiny_llm, dtype="float32"))
     H = llm.hidden_size
-    adapter = CFormerAdapter(H, H, attention_heads=4, linear_units=128, num_pre_layers=2, num_post_layers=1, dropout_rate=0.0)
+    adapter = CFormerAdapter(H, H, attention_heads=4, linear_units=128, num_pre_layers=4, num_post_layers=1, dropout_rate=0.0)
     model = BLSPModel(
         WhisperSpeechEncoder(config=TINY_WHISPER_CONFIG), adapter, llm, ce_weight=0.0,
         kl_input_weight=1.0, cif_weight=1.0, precomputed_encoder=True,
     )
-    data = _data(llm, 200, seed=0)
-    first, last = _train(model, data, steps=800, lr=2e-3, key="loss_kl_input")
+    # Many utterances, so the count is learned rather than memorised (the responses are
+    # unused by these losses: one token each keeps generation cheap)
+    data = _data(llm, 8000, seed=0, max_new_tokens=1)
+    first, last = _train(model, data, steps=3000, lr=1e-3, key="loss_kl_input", cosine=True)
     assert last <= 0.1 * first, (first, last)
     model.eval()
-    test = _data(llm, 100, seed=1)
+    test = _data(llm, 1500, seed=1, max_new_tokens=1)  # held out; 1500 so the share is +-0.5 %
     with torch.no_grad():
         b = _batch(llm, test)
         _, y_lens, _ = model.encode(b["speech"], b["speech_lengths"])
-    close = ((y_lens - b["text_lengths"]).abs() <= 1).float().mean()
-    # The issue asks for >= 95 %; within this test's budget the count reaches ~88-90 %
-    # (longer training narrows it); the gap is tracked in the issue notes.
-    assert close >= 0.85, close
+    close = float(((y_lens - b["text_lengths"]).abs() <= 1).float().mean())
+    baseline = _duration_baseline(data[:2000], test)
+    # CIF fires within +-1 of the transcript's token count, and better than the clip length
+    # alone predicts it: the alphas follow the token segments in the speech
+    assert close >= 0.95 and close > baseline + 0.02, (close, baseline)
 
 
 def _ending_responses(llm, n, seed, max_new_tokens=12):
