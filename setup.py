@@ -25,7 +25,10 @@ install_requires = [
 extras_require = {
     # offline mini default: GGUF loading, TTS for the synthetic corpus
     "mini": ["gguf", "accelerate", "piper-tts==1.8.0"],
-    "test": ["pytest", "hypothesis"],
+    # --use_deepspeed (ESPnet's DeepSpeed trainer; CUDA only)
+    "deepspeed": ["deepspeed"],
+    # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes
+    "test": ["pytest", "hypothesis", "deepspeed"],
 }
 
 setup(

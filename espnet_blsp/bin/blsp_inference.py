@@ -88,13 +88,56 @@ def instructions_for(task: str, data_dir: Path, keys: List[str], target_lang: Op
     return {k: text for k in keys}
 
 
+def _deepspeed_checkpoint(exp_dir: Path) -> Optional[Path]:
+    """The best epoch's model states left by ESPnet's DeepSpeed trainer, or None.
+
+    That trainer writes ``checkpoint_<e>/<e>/mp_rank_00_model_states.pt`` instead of
+    ``<e>epoch.pth``, so ESPnet's ``valid.loss.best.pth`` is never made and a 1-best
+    ``*.ave.pth`` link dangles. The epoch with the lowest valid loss (else the highest valid
+    acc, else the last) is read from the reporter saved in the last checkpoint.
+    """
+    from espnet2.train.reporter import Reporter
+
+    found = {}
+    for p in exp_dir.glob("checkpoint_*/*/mp_rank_00_model_states.pt"):
+        epoch = p.parent.parent.name[len("checkpoint_"):]
+        if epoch.isdigit() and p.parent.name == epoch:
+            found[int(epoch)] = p
+    if not found:
+        return None
+    last = found[max(found)]
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    if state.get("reporter"):
+        reporter = Reporter()
+        reporter.load_state_dict(state["reporter"])
+        for phase, key, mode in (("valid", "loss", "min"), ("valid", "acc", "max")):
+            if reporter.has(phase, key):
+                for epoch, _ in reporter.sort_epochs_and_values(phase, key, mode):
+                    if epoch in found:
+                        return found[epoch]
+    return last
+
+
 def find_checkpoint(exp_dir: Path, name: Optional[str]) -> Path:
-    candidates = [name] if name else ["valid.loss.best.pth", "valid.acc.best.pth", "latest.pth"]
+    """``exp_dir/name``, else the first of ESPnet's usual model files that exists (a
+    dangling link does not), else the best DeepSpeed checkpoint."""
+    candidates = [name] if name else ["valid.loss.best.pth", "valid.acc.best.pth", "latest.pth", "valid.loss.ave.pth"]
     for c in candidates:
         p = exp_dir / c
         if p.exists():
             return p
-    raise FileNotFoundError(f"no checkpoint {candidates} in {exp_dir}")
+    ds = None if name else _deepspeed_checkpoint(exp_dir)
+    if ds is not None:
+        return ds
+    raise FileNotFoundError(f"no checkpoint {candidates} (nor DeepSpeed checkpoint_<epoch>/) in {exp_dir}")
+
+
+def load_trainable_state(path: Path) -> Dict[str, torch.Tensor]:
+    """The trainable weights in an ESPnet ``.pth`` or a DeepSpeed ``mp_rank_00_model_states.pt``."""
+    state = torch.load(path, map_location="cpu", weights_only=path.suffix == ".pth")
+    if isinstance(state.get("module"), dict):  # DeepSpeed: the model's state_dict under "module"
+        state = state["module"]
+    return state
 
 
 def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], load: bool):
@@ -113,7 +156,7 @@ def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], 
     if load:
         ckpt = find_checkpoint(exp_dir, checkpoint)
         logging.info(f"loading {ckpt}")
-        model.load_state_dict(torch.load(ckpt, map_location="cpu"))
+        model.load_state_dict(load_trainable_state(ckpt))
     return model.to(device).eval()
 
 

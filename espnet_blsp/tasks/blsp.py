@@ -17,7 +17,10 @@ Config keys (YAML mirrors the constructors)::
 """
 
 import argparse
+import json
 import logging
+import sys
+from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -130,6 +133,14 @@ class BLSPTask(AbsTask):
         return ("text", "instruction") if inference else ("response", "instruction")
 
     @classmethod
+    def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[List[str]] = None):
+        if args is None:
+            args = cls.get_parser().parse_args(cmd)
+        if args.use_deepspeed and not args.collect_stats:
+            check_deepspeed_args(args)
+        super().main(args=args)
+
+    @classmethod
     def build_model(cls, args: argparse.Namespace) -> BLSPModel:
         return build_blsp_model(
             args.speech_encoder_conf,
@@ -138,6 +149,27 @@ class BLSPTask(AbsTask):
             args.llm_conf,
             args.model_conf,
         )
+
+
+def check_deepspeed_args(args: argparse.Namespace) -> None:
+    """Fail early, with the fix, where ESPnet's DeepSpeed trainer would fail deep inside."""
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"--use_deepspeed true needs the deepspeed package ({e}): pip install -e '.[deepspeed]'")
+    path = args.deepspeed_config
+    if not path or not Path(path).is_file():
+        raise SystemExit(f"--use_deepspeed true needs --deepspeed_config FILE.json (got {path!r}); "
+                         "e.g. conf/deepspeed/zero2_bf16.json")
+    try:
+        json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SystemExit(f"--deepspeed_config {path} is not valid JSON: {e}")
+    if not torch.cuda.is_available():
+        raise SystemExit("--use_deepspeed true: ESPnet's DeepSpeed trainer runs on CUDA GPUs only "
+                         "(it moves every batch with .cuda()); drop --use_deepspeed to train on CPU")
+    print("DeepSpeed: the optimizer, scheduler, gradient accumulation and clipping come from "
+          f"{path}; --optim, --scheduler, --accum_grad and --grad_clip are ignored", file=sys.stderr)
 
 
 def build_blsp_model(
