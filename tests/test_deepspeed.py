@@ -173,8 +173,10 @@ def test_deepspeed_config_in_conf_is_valid():
     ("broken.json", "is not valid JSON"),
     ("good.json", "runs on CUDA GPUs only"),  # this machine has no GPU
 ])
-def test_blsp_train_use_deepspeed_fails_early_and_clearly(tmp_path, config, expected):
+def test_blsp_train_use_deepspeed_fails_early_and_clearly(tmp_path, monkeypatch, config, expected):
     from espnet_blsp.tasks.blsp import BLSPTask
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # ESPnet's init_deepspeed needs it: we set it
 
     if torch.cuda.is_available() and config == "good.json":
         pytest.skip("a GPU is present")
@@ -186,3 +188,5 @@ def test_blsp_train_use_deepspeed_fails_early_and_clearly(tmp_path, config, expe
     with pytest.raises(SystemExit, match=expected):
         BLSPTask.main(cmd=cmd)
     assert not (tmp_path / "exp").exists()
+    if config == "good.json":
+        assert int(os.environ["OMP_NUM_THREADS"]) >= 1

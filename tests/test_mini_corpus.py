@@ -185,3 +185,18 @@ def test_test_set_does_not_depend_on_train_size_and_corpora_never_mix(tmp_path):
     make_corpus.check_splits(tmp_path, small)  # same corpus: fine
     with pytest.raises(SystemExit, match="other sizes or another seed"):
         make_corpus.check_splits(tmp_path, large)
+
+
+def test_piper_synthesis_with_the_installed_voice(tmp_path, monkeypatch):
+    """The real voice (installed by stage 0; skipped where it is not): one 16 kHz clip."""
+    try:
+        P.asset_path("piper-joe", "data/en_US-joe-medium.onnx")
+    except P.AssetError:
+        pytest.skip("the piper voice package is not installed (stage 0 installs it)")
+    monkeypatch.setattr(make_corpus, "_VOICE", None)
+    make_corpus._init_worker(1)
+    utt, err = make_corpus.synthesize(("u1", "the quick brown fox jumps over the lazy dog", str(tmp_path / "u1.wav"), 1.0, 0.667))
+    assert (utt, err) == ("u1", "")
+    x, sr = soundfile.read(tmp_path / "u1.wav")
+    assert sr == 16000 and 1.0 < len(x) / sr < 6.0 and np.abs(x).max() > 0.1
+    assert make_corpus._VOICE.session.get_session_options().intra_op_num_threads == 1

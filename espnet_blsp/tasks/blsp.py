@@ -19,6 +19,7 @@ Config keys (YAML mirrors the constructors)::
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
@@ -165,6 +166,11 @@ def check_deepspeed_args(args: argparse.Namespace) -> None:
         json.loads(Path(path).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise SystemExit(f"--deepspeed_config {path} is not valid JSON: {e}")
+    if not os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        # ESPnet's init_deepspeed reads int(os.environ["OMP_NUM_THREADS"]) (a KeyError when unset)
+        threads = max(1, (os.cpu_count() or 1) // max(1, args.ngpu))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        print(f"DeepSpeed: OMP_NUM_THREADS was not set; using {threads} (CPU cores / --ngpu)", file=sys.stderr)
     if not torch.cuda.is_available():
         raise SystemExit("--use_deepspeed true: ESPnet's DeepSpeed trainer runs on CUDA GPUs only "
                          "(it moves every batch with .cuda()); drop --use_deepspeed to train on CPU")

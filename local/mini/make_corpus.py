@@ -44,21 +44,25 @@ def _init_worker(threads: int) -> None:
 def _voice():
     global _VOICE
     if _VOICE is None:
+        import onnxruntime
         from piper import PiperVoice
+        from piper.config import PiperConfig
 
         from espnet_blsp.assets import packages as P
 
-        import onnxruntime
-
         P.ensure_asset("piper-joe")
         onnx = P.asset_path("piper-joe", "data/en_US-joe-medium.onnx")
-        _VOICE = PiperVoice.load(str(onnx))
-        # one ONNX thread per worker process (piper's default uses every core in every worker,
-        # which oversubscribes the CPU when --nj > 1)
+        # one ONNX session with one thread per worker process (PiperVoice.load would open its
+        # own session using every core in every worker, oversubscribing the CPU when --nj > 1)
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = _THREADS
         opts.inter_op_num_threads = 1
-        _VOICE.session = onnxruntime.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"])
+        with open(f"{onnx}.json", encoding="utf-8") as f:
+            config = PiperConfig.from_dict(json.load(f))
+        _VOICE = PiperVoice(
+            session=onnxruntime.InferenceSession(str(onnx), sess_options=opts, providers=["CPUExecutionProvider"]),
+            config=config,
+        )
     return _VOICE
 
 
