@@ -1,16 +1,17 @@
 """DeepSpeed (ZeRO-2, bf16) on 2 CPU processes with the real ``deepspeed`` engine.
 
 ESPnet's ``DeepSpeedTrainer`` (``--use_deepspeed true``) moves tensors with ``.cuda()``, so
-it cannot run here; this test drives the engine through the same calls it makes, on the same
-checkpoint layout, and checks what depends on our model:
+its epoch loop cannot run here; this test drives the engine through the same calls (one
+training iteration of it, "cpu" for "cuda"; its ``resume`` as is), on the same checkpoint
+layout, and checks what depends on our model:
 
 - ``deepspeed.initialize(model=..., model_parameters=model.parameters(), config=json)`` with a
   frozen LLM and encoder, bf16 floats in the batch, ``utt_id`` passed to ``forward``;
 - both ranks hold the same trainable weights after each step, and the weights move;
 - ``save_checkpoint(out / "checkpoint_{e}", tag="{e}")`` stores only the trainable weights
   (our ``state_dict``), not the frozen LLM;
-- ``load_checkpoint`` (ESPnet's ``--resume``) restores weights and optimizer state: resuming
-  from epoch 1 reproduces epoch 2 exactly;
+- ESPnet's ``DeepSpeedTrainer.resume`` (``--resume``) restores weights, optimizer state and
+  reporter: resuming a run killed after epoch 1 reproduces epoch 2 exactly;
 - decoding (``blsp_inference``) finds the best epoch's DeepSpeed checkpoint, or the ``.pth``
   that ESPnet's ``average_nbest_models(use_deepspeed=True)`` makes from them, and a freshly
   built model loads either with ``strict=True``.
@@ -21,6 +22,8 @@ workers skip it (``build_shm_op``), so gloo carries the collectives.
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,16 +63,22 @@ def _trainable(engine):
 
 
 def _step(engine, rank, world):
+    """One iteration of ``DeepSpeedTrainer.train_one_epoch``, with "cpu" for its "cuda"."""
     from espnet2.torch_utils.device_funcs import to_device
+    from espnet2.torch_utils.recursive_op import recursive_average
 
     rows = list(range(rank, len(UTTS), world))
     batch = _batch(engine.module, rows)
     batch["utt_id"] = [UTTS[i] for i in rows]  # as ESPnet's trainer adds it
     batch = to_device(batch, "cpu", dtype=torch.bfloat16)  # as DeepSpeedTrainer does for bf16 configs
     loss, stats, weight = engine(**batch)
+    # all-reduces every statistic: the ranks must report the same keys, or this hangs
+    stats = {k: v for k, v in stats.items() if v is not None}
+    stats, weight = recursive_average(stats, weight, True)
+    loss = loss / weight * world
     engine.backward(loss)
     engine.step()
-    return float(loss)
+    return stats
 
 
 def _worker(rank: int, world: int, port: int, whisper: str, llm: str, out_dir: str, resume: bool) -> None:
@@ -84,8 +93,13 @@ def _worker(rank: int, world: int, port: int, whisper: str, llm: str, out_dir: s
     engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=CONFIG)
     tag = "resumed" if resume else "run"
     states = {}
-    if resume:
-        engine.load_checkpoint(os.path.join(out_dir, "checkpoint_1"), tag="1")
+    if resume:  # ESPnet's --resume: the latest checkpoint_<e> of a run killed after epoch 1
+        from espnet2.train.deepspeed_trainer import DeepSpeedTrainer
+        from espnet2.train.reporter import Reporter
+
+        reporter = Reporter()
+        DeepSpeedTrainer.resume(model=engine, reporter=reporter, output_dir=Path(out_dir) / "killed_after_1")
+        states["reporter_epoch"] = reporter.get_epoch()
         states[1] = _trainable(engine)
         _step(engine, rank, world)
         states[2] = _trainable(engine)
@@ -128,8 +142,10 @@ def test_deepspeed_zero2_bf16_train_checkpoint_resume_average(tiny_whisper, tiny
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert "llm.model.lm_head.weight" in frozen and not frozen & set(saved)
 
-    # --resume: load_checkpoint(epoch 1) and one more step gives epoch 2 exactly
+    # --resume (ESPnet's DeepSpeedTrainer.resume) after epoch 1, then one more step: epoch 2 exactly
+    shutil.copytree(tmp_path / "checkpoint_1", tmp_path / "killed_after_1" / "checkpoint_1")
     res0, res1 = _spawn(tiny_whisper, tiny_llm, tmp_path, resume=True)
+    assert res0["reporter_epoch"] == res1["reporter_epoch"] == 1
     for k in keys:
         assert torch.equal(res0[1][k], run0[1][k]) and torch.equal(res0[2][k], run0[2][k]), k
         assert torch.equal(res1[2][k], res0[2][k])
@@ -154,39 +170,58 @@ def test_deepspeed_zero2_bf16_train_checkpoint_resume_average(tiny_whisper, tiny
 
 
 def test_deepspeed_config_in_conf_is_valid():
-    """conf/deepspeed/zero2_bf16.json parses, and DeepSpeed accepts its keys."""
-    from pathlib import Path
-
-    from deepspeed.runtime.config import DeepSpeedConfig
+    """conf/deepspeed/zero2_bf16.json: DeepSpeed parses it and builds its optimizer and scheduler."""
+    from deepspeed.runtime import lr_schedules
+    from deepspeed.runtime.config import DEEPSPEED_OPTIMIZERS, DeepSpeedConfig
 
     path = Path(__file__).resolve().parents[1] / "conf" / "deepspeed" / "zero2_bf16.json"
     cfg = json.loads(path.read_text())
-    assert cfg["bf16"]["enabled"] and cfg["zero_optimization"]["stage"] == 2
     parsed = DeepSpeedConfig(cfg)
+    assert parsed.bfloat16_config.enabled and parsed.zero_optimization_stage == 2
     assert parsed.gradient_accumulation_steps == cfg["gradient_accumulation_steps"]
-    assert parsed.zero_optimization_stage == 2
+    assert parsed.optimizer_name in DEEPSPEED_OPTIMIZERS, parsed.optimizer_name
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.AdamW(params, **parsed.optimizer_params)  # what DeepSpeed builds for "AdamW"
+    sched = getattr(lr_schedules, parsed.scheduler_name)(opt, **parsed.scheduler_params)
+    for _ in range(cfg["scheduler"]["params"]["warmup_num_steps"] + 10):
+        opt.step()
+        sched.step()
+    # linear warmup to the optimizer's lr, then constant (README: unlike ESPnet's warmuplr)
+    assert sched.get_last_lr()[0] == pytest.approx(cfg["optimizer"]["params"]["lr"])
 
 
-@pytest.mark.parametrize("config, expected", [
-    (None, "needs --deepspeed_config"),
-    ("missing.json", "needs --deepspeed_config"),
-    ("broken.json", "is not valid JSON"),
-    ("good.json", "runs on CUDA GPUs only"),  # this machine has no GPU
+@pytest.mark.parametrize("config, ngpu, expected", [
+    (None, 2, "needs --deepspeed_config"),
+    ("missing.json", 2, "needs --deepspeed_config"),
+    ("broken.json", 2, "is not valid JSON"),
+    ("good.json", 1, "needs distributed training"),  # ESPnet would silently use its own trainer
+    ("good.json", 2, "runs on CUDA GPUs only"),  # this machine has no GPU
 ])
-def test_blsp_train_use_deepspeed_fails_early_and_clearly(tmp_path, monkeypatch, config, expected):
+def test_blsp_train_use_deepspeed_fails_early_and_clearly(tmp_path, monkeypatch, config, ngpu, expected):
     from espnet_blsp.tasks.blsp import BLSPTask
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # ESPnet's init_deepspeed needs it: we set it
-
-    if torch.cuda.is_available() and config == "good.json":
+    if torch.cuda.is_available() and expected.startswith("runs on CUDA"):
         pytest.skip("a GPU is present")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     (tmp_path / "broken.json").write_text('{"bf16": {"enabled": true},')
     (tmp_path / "good.json").write_text(json.dumps(CONFIG))
-    cmd = ["--use_deepspeed", "true", "--output_dir", str(tmp_path / "exp")]
+    cmd = ["--use_deepspeed", "true", "--ngpu", str(ngpu), "--output_dir", str(tmp_path / "exp")]
     if config:
         cmd += ["--deepspeed_config", str(tmp_path / config)]
     with pytest.raises(SystemExit, match=expected):
         BLSPTask.main(cmd=cmd)
     assert not (tmp_path / "exp").exists()
-    if config == "good.json":
-        assert int(os.environ["OMP_NUM_THREADS"]) >= 1
+
+
+def test_use_deepspeed_sets_omp_num_threads(monkeypatch):
+    """ESPnet's init_deepspeed reads int(os.environ["OMP_NUM_THREADS"]): a KeyError when unset."""
+    import argparse
+
+    from espnet_blsp.tasks import blsp
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(blsp.torch.cuda, "is_available", lambda: True)
+    args = argparse.Namespace(deepspeed_config=str(Path(__file__).resolve().parents[1] / "conf/deepspeed/zero2_bf16.json"),
+                              ngpu=2, dist_launcher=None)
+    blsp.check_deepspeed_args(args)
+    assert int(os.environ["OMP_NUM_THREADS"]) >= 1

@@ -101,7 +101,7 @@ def _deepspeed_checkpoint(exp_dir: Path) -> Optional[Path]:
     found = {}
     for p in exp_dir.glob("checkpoint_*/*/mp_rank_00_model_states.pt"):
         epoch = p.parent.parent.name[len("checkpoint_"):]
-        if epoch.isdigit() and p.parent.name == epoch:
+        if epoch.isdecimal() and p.parent.name == epoch:
             found[int(epoch)] = p
     if not found:
         return None
@@ -120,7 +120,8 @@ def _deepspeed_checkpoint(exp_dir: Path) -> Optional[Path]:
 
 def find_checkpoint(exp_dir: Path, name: Optional[str]) -> Path:
     """``exp_dir/name``, else the first of ESPnet's usual model files that exists (a
-    dangling link does not), else the best DeepSpeed checkpoint."""
+    dangling link does not), else the best DeepSpeed checkpoint. An exp dir trained first
+    without and then with DeepSpeed keeps the older ``.pth`` files: pass ``--checkpoint``."""
     candidates = [name] if name else ["valid.loss.best.pth", "valid.acc.best.pth", "latest.pth", "valid.loss.ave.pth"]
     for c in candidates:
         p = exp_dir / c

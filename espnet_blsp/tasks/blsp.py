@@ -137,7 +137,7 @@ class BLSPTask(AbsTask):
     def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[List[str]] = None):
         if args is None:
             args = cls.get_parser().parse_args(cmd)
-        if args.use_deepspeed and not args.collect_stats:
+        if args.use_deepspeed and not (args.collect_stats or args.print_config):
             check_deepspeed_args(args)
         super().main(args=args)
 
@@ -166,14 +166,20 @@ def check_deepspeed_args(args: argparse.Namespace) -> None:
         json.loads(Path(path).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise SystemExit(f"--deepspeed_config {path} is not valid JSON: {e}")
-    if not os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        # ESPnet's init_deepspeed reads int(os.environ["OMP_NUM_THREADS"]) (a KeyError when unset)
-        threads = max(1, (os.cpu_count() or 1) // max(1, args.ngpu))
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        print(f"DeepSpeed: OMP_NUM_THREADS was not set; using {threads} (CPU cores / --ngpu)", file=sys.stderr)
+    world = os.environ.get("WORLD_SIZE", "")  # set by torchrun
+    if not (args.ngpu > 1 or args.dist_launcher or (world.isdecimal() and int(world) > 1)):
+        # ESPnet would only warn and train with its own trainer, ignoring the JSON
+        raise SystemExit("--use_deepspeed true needs distributed training: --ngpu > 1, torchrun, "
+                         f"or --dist_launcher (got --ngpu {args.ngpu}); drop --use_deepspeed for one GPU")
     if not torch.cuda.is_available():
         raise SystemExit("--use_deepspeed true: ESPnet's DeepSpeed trainer runs on CUDA GPUs only "
                          "(it moves every batch with .cuda()); drop --use_deepspeed to train on CPU")
+    if not os.environ.get("OMP_NUM_THREADS", "").isdecimal():
+        # ESPnet's init_deepspeed reads int(os.environ["OMP_NUM_THREADS"]) (a KeyError when unset)
+        threads = max(1, (os.cpu_count() or 1) // max(1, args.ngpu))
+        print(f"DeepSpeed: OMP_NUM_THREADS is {os.environ.get('OMP_NUM_THREADS')!r}; using {threads} "
+              "(CPU cores / --ngpu)", file=sys.stderr)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     print("DeepSpeed: the optimizer, scheduler, gradient accumulation and clipping come from "
           f"{path}; --optim, --scheduler, --accum_grad and --grad_clip are ignored", file=sys.stderr)
 
