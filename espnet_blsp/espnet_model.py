@@ -29,7 +29,7 @@ import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet_blsp.losses import cif_quantity_loss, kl_div, response_ce
+from espnet_blsp.losses import cif_quantity_loss, kl_div, kl_div_and_correct, response_ce
 
 
 def _split(padded: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
@@ -186,8 +186,10 @@ class BLSPModel(AbsESPnetModel):
         resp_s = student.targets != -100  # (B, T_s): positions predicting y_1..EOS
         n_resp = int(resp_s.sum())
 
-        # 3. response cross-entropy (also the accuracy statistic)
-        if n_resp > 0:
+        # 3. response cross-entropy (also the accuracy statistic, which the response KL
+        # gives instead when there is no CE term)
+        need_resp_kl = self.kl_resp_weight > 0 and n_resp > 0
+        if n_resp > 0 and (self.ce_weight > 0 or not need_resp_kl):
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.ce_weight > 0):
                 ce, n_correct = response_ce(
                     h_s[resp_s], weight, student.targets[resp_s], self.loss_chunk_size
@@ -198,7 +200,6 @@ class BLSPModel(AbsESPnetModel):
                 stats["loss_ce"] = ce.detach()
 
         # 4. KD: the teacher is the same frozen LLM on the transcript, LoRA off
-        need_resp_kl = self.kl_resp_weight > 0 and n_resp > 0
         if need_resp_kl or self.kl_input_weight > 0:
             with torch.no_grad():
                 teacher = self.llm.build_inputs(
@@ -207,10 +208,17 @@ class BLSPModel(AbsESPnetModel):
                 h_t = self.llm.hidden_states(teacher)  # (B, T_t, H)
             if need_resp_kl:
                 resp_t = teacher.targets != -100
-                kl = kl_div(
-                    h_s[resp_s], h_t[resp_t], weight, self.temperature,
-                    self.loss_chunk_size,
-                )
+                if "acc" in stats:
+                    kl = kl_div(
+                        h_s[resp_s], h_t[resp_t], weight, self.temperature,
+                        self.loss_chunk_size,
+                    )
+                else:
+                    kl, n_correct = kl_div_and_correct(
+                        h_s[resp_s], h_t[resp_t], weight, student.targets[resp_s],
+                        self.temperature, self.loss_chunk_size,
+                    )
+                    stats["acc"] = (n_correct.float() / n_resp).detach()
                 loss = loss + self.kl_resp_weight * kl
                 stats["loss_kl_resp"] = kl.detach()
             if self.kl_input_weight > 0:

@@ -5,6 +5,7 @@ Usage::
     resp = batch.targets != -100                                   # (B, T)
     ce, n_correct = response_ce(h_s[resp], llm.lm_head_weight, batch.targets[resp])
     kl = kl_div(h_s[resp_s], h_t[resp_t], llm.lm_head_weight, temperature=2.0)
+    kl, n_correct = kl_div_and_correct(h_s[resp_s], h_t[resp_t], llm.lm_head_weight, batch.targets[resp_s])
     l_cif = cif_quantity_loss(alpha_sum, text_lengths)
 
 Shapes: N rows (positions that need logits, gathered by the caller), H hidden, V vocabulary.
@@ -112,12 +113,17 @@ class _ChunkedCE(torch.autograd.Function):
 
 class _ChunkedKL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, student, teacher, weight, temperature, chunk_size, need_grad):
+    def forward(ctx, student, teacher, weight, temperature, chunk_size, need_grad, targets):
         N = student.shape[0]
         loss = torch.zeros((), dtype=torch.float32, device=student.device)
+        correct = torch.zeros((), dtype=torch.long, device=student.device)
         grad = torch.empty_like(student) if need_grad else None
         for s in range(0, N, chunk_size):
-            ls = torch.log_softmax(_logits(student[s : s + chunk_size], weight).div_(temperature), -1)  # (C, V)
+            zs = _logits(student[s : s + chunk_size], weight)  # (C, V) float32
+            if targets is not None:  # argmax is unchanged by the temperature
+                correct += (zs.argmax(-1) == targets[s : s + chunk_size]).sum()
+            ls = torch.log_softmax(zs.div_(temperature), -1)  # (C, V)
+            del zs
             lt = torch.log_softmax(_logits(teacher[s : s + chunk_size], weight).div_(temperature), -1)  # (C, V)
             pt = lt.exp()
             lt.sub_(ls)  # log p_t - log p_s, in place
@@ -129,13 +135,14 @@ class _ChunkedKL(torch.autograd.Function):
                 grad[s : s + chunk_size] = _rows_grad(g, weight, student.dtype)
             del ls, pt
         ctx.save_for_backward(grad if need_grad else None)
-        return loss / N
+        ctx.mark_non_differentiable(correct)
+        return loss / N, correct
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx, grad_loss, grad_correct):
         (grad,) = ctx.saved_tensors
         g = grad * grad_loss.to(grad.dtype) if grad is not None else None
-        return g, None, None, None, None, None
+        return g, None, None, None, None, None, None
 
 
 def response_ce(
@@ -174,15 +181,35 @@ def kl_div(
     Returns the MEAN over the N rows of the per-row KL (sum over V), a float32 scalar; it is
     NOT multiplied by T^2 (scale the loss weight instead). N = 0 gives 0.0 and a zero gradient.
     """
+    return _kl_div(student, teacher, weight, temperature, chunk_size, None)[0]
+
+
+def kl_div_and_correct(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 2.0,
+    chunk_size: int = 256,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kl_div` and, from the same student logits, the number of rows whose argmax is
+    ``targets`` (N,) (long scalar, no gradient): the accuracy statistic of a KD run without
+    a CE term, at no extra pass over the LM head."""
+    if targets.shape != student.shape[:1]:
+        raise ValueError(f"targets {tuple(targets.shape)} do not match student rows {student.shape[0]}")
+    return _kl_div(student, teacher, weight, temperature, chunk_size, targets)
+
+
+def _kl_div(student, teacher, weight, temperature, chunk_size, targets):
     _check(student, weight, chunk_size)
     if teacher.shape != student.shape:
         raise ValueError(f"student rows {tuple(student.shape)} and teacher rows {tuple(teacher.shape)} differ")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if student.shape[0] == 0:
-        return student.sum().float() * 0.0
+        return student.sum().float() * 0.0, torch.zeros((), dtype=torch.long, device=student.device)
     need_grad = torch.is_grad_enabled() and student.requires_grad
-    return _ChunkedKL.apply(student, teacher.detach(), weight, float(temperature), chunk_size, need_grad)
+    return _ChunkedKL.apply(student, teacher.detach(), weight, float(temperature), chunk_size, need_grad, targets)
 
 
 def cif_quantity_loss(alpha_sum: torch.Tensor, target_lens: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espnet_blsp.losses import cif_quantity_loss, kl_div, response_ce
+from espnet_blsp.losses import cif_quantity_loss, kl_div, kl_div_and_correct, response_ce
 
 N, H, V = 10, 16, 300
 
@@ -115,3 +115,15 @@ def test_cif_quantity_by_hand():
     loss.backward()
     assert a.grad.tolist() == pytest.approx([-1 / 12, 0.0, 1 / 3])
     assert float(cif_quantity_loss(torch.tensor([0.5]), torch.tensor([0]))) == 0.5  # n clamped to 1
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_kl_div_and_correct_counts_student_argmax_hits(chunk):
+    s, te, w, _ = _data(4)
+    targets = (s.detach() @ w.t()).argmax(-1)
+    targets[::2] = (targets[::2] + 1) % w.shape[0]  # every other row misses
+    loss, correct = kl_div_and_correct(s, te, w, targets, 2.0, chunk)
+    assert _f(loss) == pytest.approx(_f(kl_div(s, te, w, 2.0, chunk)), abs=1e-6)
+    assert int(correct) == s.shape[0] - len(targets[::2])
+    loss.backward()
+    assert s.grad.abs().max() > 0

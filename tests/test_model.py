@@ -144,3 +144,31 @@ def test_bad_input_names_the_utterance(tiny_whisper, tiny_llm):
     batch = make_batch(model, ["the sun is warm and bright", "rain"], ["ok", "no"], [100, 100])
     with pytest.raises(ValueError, match="overflows the LLM context.*utt0"):
         model(**batch)
+
+
+def test_kd_without_ce_takes_acc_from_the_response_kl(tiny_whisper, tiny_llm, monkeypatch):
+    """ce_weight 0 + response KL: no separate CE pass over the LM head, the same accuracy."""
+    import espnet_blsp.espnet_model as em
+
+    model = build("kd1_cnn_kl", tiny_whisper, tiny_llm).eval()
+    batch = make_batch(model, ["the sun is warm", "rain falls"], ["and", "on"], [120, 90])
+    # responses = the model's own greedy continuation, so that accuracy is far from 0
+    t = model.llm.template
+    with torch.no_grad():
+        y, y_lens, _ = model.encode(batch["speech"], batch["speech_lengths"])
+        greedy = model.llm.generate(
+            [torch.tensor(t.prefix_ids("Continue the text."))] * 2, [y[i, : y_lens[i]] for i in range(2)],
+            [torch.tensor(t.suffix_ids())] * 2, max_new_tokens=5,
+        )
+    batch["response"] = torch.nn.utils.rnn.pad_sequence([torch.tensor(g) for g in greedy], batch_first=True, padding_value=-1)
+    batch["response_lengths"] = torch.tensor([len(g) for g in greedy])
+    with torch.no_grad():
+        _, stats_kl, _ = model(**batch)
+        model.kl_resp_weight = 0.0  # now only the CE path can give acc
+        _, stats_ce, _ = model(**batch)
+    assert float(stats_kl["acc"]) > 0.5
+    assert float(stats_kl["acc"]) == pytest.approx(float(stats_ce["acc"]))
+    model.kl_resp_weight = 1.0
+    monkeypatch.setattr(em, "response_ce", lambda *a, **k: pytest.fail("response_ce was called"))
+    with torch.no_grad():
+        model(**batch)
