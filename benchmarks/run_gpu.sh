@@ -26,6 +26,19 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 
     log "no CUDA device visible; for the CPU set run: python benchmarks/run_cpu.py"
     exit 1
 fi
+# A machine with torch and transformers but no espnet and no network (the lent H100/H200s):
+# the repo is used from the working tree, espnet from a carried wheel (benchmarks/README.md).
+export PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}"
+if ! python -c "import espnet2" 2>/dev/null; then
+    if ls .whl/espnet-*.whl > /dev/null 2>&1; then
+        log "installing the carried $(ls .whl/espnet-*.whl) into /tmp/site"
+        python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/espnet-*.whl || exit 1
+        export PYTHONPATH="${PYTHONPATH}:/tmp/site"
+    else
+        log "espnet is not importable and .whl/ holds no espnet wheel (see benchmarks/README.md)"
+        exit 1
+    fi
+fi
 ngpu=$(python -c "import torch; print(torch.cuda.device_count())")
 nvidia-smi > "${out}/nvidia-smi.txt" 2>&1 || true
 log "${ngpu} GPU(s) visible; outputs -> ${out}"
