@@ -111,12 +111,14 @@ class SpeechLLM(nn.Module):
         if lora_conf:
             inject_partial_lora(self.model, **lora_conf)
         if gradient_checkpointing:
-            self.model.activation_checkpointing_enable(
-                activation_checkpointing_kwargs={
-                    "use_reentrant": False,  # context_fn: the recompute sees the forward's speech mask
-                    "context_fn": checkpoint_context_fn(self.model),
-                }
-            )
+            kwargs = {
+                "use_reentrant": False,  # context_fn: the recompute sees the forward's speech mask
+                "context_fn": checkpoint_context_fn(self.model),
+            }
+            if hasattr(self.model, "activation_checkpointing_enable"):  # newer transformers (5.24)
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:  # the older name, deprecated since
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.template = PromptTemplate(self.tokenizer, prompt_template)
         self.hidden_size: int = self.model.config.get_text_config().hidden_size
         self.vocab_size: int = self.lm_head_weight.shape[0]
