@@ -77,6 +77,12 @@ class BLSPModel(AbsESPnetModel):
         super().__init__()
         if ce_weight + kl_resp_weight + kl_input_weight + cif_weight <= 0:
             raise ValueError("at least one loss weight must be positive")
+        if precomputed_encoder and any(p.requires_grad for p in encoder.parameters()):
+            raise ValueError(
+                "precomputed_encoder (run.sh --dump_encoder_output true) bypasses the speech "
+                "encoder, which this config trains (speech_encoder_conf.freeze: false): the "
+                "encoder would never be updated; dump log-mel features instead"
+            )
         self.encoder = encoder
         self.adapter = adapter
         self.llm = llm

@@ -172,3 +172,16 @@ def test_kd_without_ce_takes_acc_from_the_response_kl(tiny_whisper, tiny_llm, mo
     monkeypatch.setattr(em, "response_ce", lambda *a, **k: pytest.fail("response_ce was called"))
     with torch.no_grad():
         model(**batch)
+
+
+def test_precomputed_encoder_refuses_a_trainable_encoder(tiny_whisper, tiny_llm):
+    """--dump_encoder_output bypasses the encoder: with variants 6/7 it would never train."""
+    with pytest.raises(ValueError, match="bypasses the speech encoder"):
+        build_blsp_model(
+            {"model_name_or_path": tiny_whisper, "freeze": False}, "cnn", {"bottleneck_dim": 16},
+            {"model_name_or_path": tiny_llm, "dtype": "float32"}, {"ce_weight": 1.0, "precomputed_encoder": True},
+        )
+    build_blsp_model(  # frozen: fine
+        {"model_name_or_path": tiny_whisper, "freeze": True}, "cnn", {"bottleneck_dim": 16},
+        {"model_name_or_path": tiny_llm, "dtype": "float32"}, {"ce_weight": 1.0, "precomputed_encoder": True},
+    )

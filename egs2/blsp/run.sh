@@ -33,7 +33,7 @@ decode_config=          # batch_size, beam_size, max_new_tokens (default: conf/d
 speech_encoder=         # HF Whisper dir or hub id (default: the mini asset whisper-base)
 llm=                    # HF causal LM dir or hub id (default: the mini asset SmolLM2-135M-Instruct)
 ngpu=0                  # GPUs for training/decoding (0: CPU); >1 runs DDP
-nj=2                    # parallel jobs for dumping, teacher generation and decoding
+nj=2                    # parallel jobs for synthesis (stage 0), dumping and teacher generation
 inference_tasks="asr continuation"  # asr | continuation | st | snips | fsc | slue | qa
 st_lang=de              # target language of the st task
 rp_ratio=               # repetition:continuation mix, e.g. 1:9 (default: from the config)
@@ -87,6 +87,13 @@ if [ -z "${train_config}" ]; then
     esac
 fi
 [ -f "${train_config}" ] || { log "no such config: ${train_config}"; exit 1; }
+# data/ and dump/ of the mini corpus are named by split, not by size: a run on another
+# --mini_dir (e.g. --ngpu 1 after the CPU default) would silently reuse the old sets
+if [ "${corpus}" = mini ] && [ -f data/.mini_dir ] && [ "$(cat data/.mini_dir)" != "${mini_dir}" ]; then
+    log "data/ and dump/ hold the mini corpus of $(cat data/.mini_dir), this run uses ${mini_dir}:"
+    log "move data/, dump/ and exp/ aside (e.g. mkdir old && mv data dump exp old/) and run again"
+    exit 1
+fi
 tag=${tag:-$(basename "${train_config}" .yaml)}
 expdir=exp/${tag}
 log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}"
@@ -115,6 +122,7 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
 fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    if [ "${corpus}" = mini ]; then mkdir -p data && echo "${mini_dir}" > data/.mini_dir; fi
     for dset in ${train_set} ${valid_set} ${test_sets}; do
         log "Stage 1: data prep: ${corpus} ${dset} -> data/${dset}"
         if [ "${corpus}" = mini ]; then
