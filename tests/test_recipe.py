@@ -124,3 +124,13 @@ def test_run_sh_refuses_data_of_another_mini_size(recipe):
         assert "move data/, dump/ and exp/ aside" in other.stdout + other.stderr
     finally:
         (egs / "data" / ".mini_dir").unlink()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_run_sh_ngpu_without_a_gpu_fails_before_any_stage(recipe):
+    out = subprocess.run(["./run.sh", "--stage", "5", "--stop_stage", "5", "--ngpu", "1"], cwd=recipe / "egs",
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "--ngpu 1, but torch sees 0 CUDA GPU(s)" in out.stdout + out.stderr
+    ok = subprocess.run(["./run.sh", "--stage", "7", "--ngpu", "1"], cwd=recipe / "egs", capture_output=True,
+                        text=True, timeout=120)  # no stage that needs a GPU here
+    assert ok.returncode == 0, ok.stdout + ok.stderr

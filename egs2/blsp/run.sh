@@ -94,6 +94,15 @@ if [ "${corpus}" = mini ] && [ -f data/.mini_dir ] && [ "$(cat data/.mini_dir)" 
     log "move data/, dump/ and exp/ aside (e.g. mkdir old && mv data dump exp old/) and run again"
     exit 1
 fi
+# GPUs this process must see: the local run.pl jobs of stages 2-4, and stage 5 (in-process)
+if [ "${ngpu}" -gt 0 ] && [ ${stage} -le 5 ] && [ ${stop_stage} -ge 2 ] && \
+        { [[ "${cuda_cmd}" == *run.pl* ]] || [ ${stop_stage} -ge 5 ]; }; then
+    visible=$(python -c "import torch; print(torch.cuda.device_count())")
+    if [ "${visible}" -lt "${ngpu}" ]; then
+        log "--ngpu ${ngpu}, but torch sees ${visible} CUDA GPU(s) here (CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}); use --ngpu ${visible}"
+        exit 1
+    fi
+fi
 tag=${tag:-$(basename "${train_config}" .yaml)}
 expdir=exp/${tag}
 log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}"
