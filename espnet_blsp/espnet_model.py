@@ -195,7 +195,8 @@ class BLSPModel(AbsESPnetModel):
         # 3. response cross-entropy (also the accuracy statistic, which the response KL
         # gives instead when there is no CE term)
         need_resp_kl = self.kl_resp_weight > 0 and n_resp > 0
-        if n_resp > 0 and (self.ce_weight > 0 or not need_resp_kl):
+        acc_from_kl = need_resp_kl and self.ce_weight <= 0
+        if n_resp > 0 and not acc_from_kl:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.ce_weight > 0):
                 ce, n_correct = response_ce(
                     h_s[resp_s], weight, student.targets[resp_s], self.loss_chunk_size
@@ -214,17 +215,17 @@ class BLSPModel(AbsESPnetModel):
                 h_t = self.llm.hidden_states(teacher)  # (B, T_t, H)
             if need_resp_kl:
                 resp_t = teacher.targets != -100
-                if "acc" in stats:
-                    kl = kl_div(
-                        h_s[resp_s], h_t[resp_t], weight, self.temperature,
-                        self.loss_chunk_size,
-                    )
-                else:
+                if acc_from_kl:
                     kl, n_correct = kl_div_and_correct(
                         h_s[resp_s], h_t[resp_t], weight, student.targets[resp_s],
                         self.temperature, self.loss_chunk_size,
                     )
                     stats["acc"] = (n_correct.float() / n_resp).detach()
+                else:
+                    kl = kl_div(
+                        h_s[resp_s], h_t[resp_t], weight, self.temperature,
+                        self.loss_chunk_size,
+                    )
                 loss = loss + self.kl_resp_weight * kl
                 stats["loss_kl_resp"] = kl.detach()
             if self.kl_input_weight > 0:

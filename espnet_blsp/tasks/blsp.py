@@ -37,6 +37,7 @@ from espnet_blsp.adapters import CFormerAdapter, CNNAdapter
 from espnet_blsp.collate import BLSPCollateFn
 from espnet_blsp.espnet_model import BLSPModel
 from espnet_blsp.preprocess import build_preprocessor
+from espnet_blsp.utils.resumable import threads_per_job
 
 # ``--adapter`` belongs to ESPnet's own LoRA/Houlsby options, hence ``speech_adapter``.
 speech_adapter_choices = ClassChoices(
@@ -176,7 +177,7 @@ def check_deepspeed_args(args: argparse.Namespace) -> None:
                          "(it moves every batch with .cuda()); drop --use_deepspeed to train on CPU")
     if not os.environ.get("OMP_NUM_THREADS", "").isdecimal():
         # ESPnet's init_deepspeed reads int(os.environ["OMP_NUM_THREADS"]) (a KeyError when unset)
-        threads = max(1, (os.cpu_count() or 1) // max(1, args.ngpu))
+        threads = threads_per_job(max(1, args.ngpu))
         print(f"DeepSpeed: OMP_NUM_THREADS is {os.environ.get('OMP_NUM_THREADS')!r}; using {threads} "
               "(CPU cores / --ngpu)", file=sys.stderr)
         os.environ["OMP_NUM_THREADS"] = str(threads)
