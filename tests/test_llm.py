@@ -118,3 +118,38 @@ def test_chat_template_and_errors(tiny_llm, tmp_path):
         PromptTemplate(llm.tokenizer, "alpaca")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         SpeechLLM(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_prefix_cache_equals_full_forward(tiny_llm_any, lora):
+    """Cached prefixes (two instructions mixed in one batch) give the full forward's hidden
+    states and the same gradients at the speech embeddings; Partial LoRA stays on the speech."""
+    cached = SpeechLLM(tiny_llm_any, dtype="float32", lora_conf=LORA if lora else None)
+    full = SpeechLLM(tiny_llm_any, dtype="float32", lora_conf=LORA if lora else None, prefix_cache=False)
+    torch.manual_seed(0)
+    if lora:
+        for m in cached.model.modules():
+            if hasattr(m, "lora_B"):
+                torch.nn.init.normal_(m.lora_B, std=0.1)
+        full.load_state_dict(cached.state_dict())
+    t = cached.template
+    prefix = [torch.tensor(t.prefix_ids(i)) for i in ("Continue the text.", "Repeat it, please, word by word.", "Continue the text.")]
+    suffix = [torch.tensor(t.suffix_ids())] * 3
+    resp = [_ids(cached, r) for r in ("and we go out", "no", "the end of it all")]
+    assert len(prefix[0]) != len(prefix[1])  # left padding of the cache is exercised
+    mid = [torch.randn(n, cached.hidden_size, requires_grad=True) for n in (5, 2, 7)]
+    outs, grads = [], []
+    for llm in (cached, full):
+        batch = llm.build_inputs(prefix, mid, suffix, resp)
+        h = llm.hidden_states(batch)
+        valid = batch.attention_mask.bool()
+        (h[valid] * torch.linspace(-1, 1, h.shape[-1])).sum().backward()
+        outs.append(h * valid[..., None])
+        grads.append([m.grad.clone() for m in mid])
+        for m in mid:
+            m.grad = None
+    assert cached._prefix_kv and not full._prefix_kv  # the cache was used (one entry per instruction)
+    assert len(cached._prefix_kv) == 2
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for g_c, g_f in zip(*grads):
+        assert g_c.abs().sum() > 0 and torch.allclose(g_c, g_f, atol=1e-5)

@@ -29,7 +29,7 @@ valid_set=mini_dev      # validation set name
 test_sets="mini_test real_librivox real_cards"  # test set names
 adapter=cnn             # cnn (BLSP) | cformer (BLSP-KD); picks the default --train_config
 train_config=           # training config (default: conf/<mini/>train_blsp.yaml or _kd...yaml by --adapter)
-decode_config=          # batch_size, beam_size, max_new_tokens (default: conf/decode.yaml; CPU mini: conf/mini/decode_cpu.yaml)
+decode_config=          # batch_size, beam_size, max_new_tokens (default: conf/decode.yaml)
 speech_encoder=         # HF Whisper dir or hub id (default: the mini asset whisper-base)
 llm=                    # HF causal LM dir or hub id (default: the mini asset SmolLM2-135M-Instruct)
 ngpu=0                  # GPUs for training/decoding (0: CPU); >1 runs DDP
@@ -39,16 +39,17 @@ st_lang=de              # target language of the st task
 rp_ratio=               # repetition:continuation mix, e.g. 1:9 (default: from the config)
 tag=                    # experiment name (default: config file name)
 baselines="text whisper untrained"  # Text+LLM, Whisper+LLM and untrained-adapter floor
-dump_encoder_output=false  # dump frozen encoder outputs instead of log-mel (frozen encoder only)
+dump_encoder_output=    # true: dump frozen encoder outputs instead of log-mel (frozen encoder only; default false)
 teacher_batch_size=32   # batch size of teacher generation
-max_new_tokens=         # teacher generation length (default: 64 as in BLSP; CPU mini: 32)
-train_subset=           # train utterances used for teacher generation and training (default: all; CPU mini: 800)
-valid_subset=           # valid utterances used for validation (default: all; CPU mini: 40)
-train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2" (CPU mini default: a ~5-minute budget, see below)
+max_new_tokens=         # teacher generation length (default: 64 as in BLSP)
+train_subset=           # train utterances used for teacher generation and training (default: all)
+valid_subset=           # valid utterances used for validation (default: all)
+train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2" (replaces the preset's)
+preset=auto             # fills the options left empty: auto (mini: cpu, or gpu with --ngpu >= 1; else none) | none | NAME (conf/mini/preset_NAME.yaml) | a YAML file
 assets_dir=assets       # stage 0 output: converted Whisper and SmolLM2 checkpoints
 mini_dir=               # stage 0 output: the synthesized mini corpus (default: mini_<mini_num_train>)
 mini_whisper=base       # base | tiny.en
-mini_num_train=         # mini corpus sizes (default train: 2000 on CPU, 20000 with --ngpu >= 1)
+mini_num_train=         # mini corpus sizes (default train: 2000; the gpu preset: 20000)
 mini_num_dev=100
 mini_num_test=100
 # <<< options
@@ -59,17 +60,29 @@ run_cmd="$0 $*"
 . ./cmd.sh
 . utils/parse_options.sh
 
-cpu_mini=$([ "${corpus}" = mini ] && [ "${ngpu}" -eq 0 ] && echo true || echo false)
-mini_num_train=${mini_num_train:-$([ "${ngpu}" -gt 0 ] && echo 20000 || echo 2000)}
-mini_dir=${mini_dir:-mini_${mini_num_train}}
-max_new_tokens=${max_new_tokens:-$([ "${cpu_mini}" = true ] && echo 32 || echo 64)}
-train_subset=${train_subset:-$([ "${cpu_mini}" = true ] && echo 800 || echo 0)}
-valid_subset=${valid_subset:-$([ "${cpu_mini}" = true ] && echo 40 || echo 0)}
-if [ "${cpu_mini}" = true ] && [ -z "${train_args}" ]; then
-    # 2 CPU cores: 2 x 50 steps of 8 utterances (~3 s each with SmolLM2-135M in bf16)
-    train_args="--max_epoch 2 --num_iters_per_epoch 50 --batch_size 8 --scheduler_conf warmup_steps=20 --optim_conf lr=2.0e-3"
+# a preset (one YAML file of option: value) fills every option still empty here
+if [ "${preset}" = auto ]; then
+    preset=$([ "${corpus}" = mini ] && { [ "${ngpu}" -gt 0 ] && echo gpu || echo cpu; } || echo none)
 fi
-decode_config=${decode_config:-$([ "${cpu_mini}" = true ] && echo conf/mini/decode_cpu.yaml || echo conf/decode.yaml)}
+if [ "${preset}" != none ]; then
+    preset_file=$([ -f "${preset}" ] && echo "${preset}" || echo "conf/mini/preset_${preset}.yaml")
+    [ -f "${preset_file}" ] || { log "no such preset: ${preset} (known: $(cd conf/mini && ls preset_*.yaml | sed 's/preset_\(.*\).yaml/\1/' | xargs))"; exit 1; }
+    preset_lines=$(python local/read_config.py "${preset_file}" --as_shell)
+    run_opts=" $(sed -n '/^# >>> options/,/^# <<< options/s/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' "$0" | xargs) "
+    while IFS= read -r line; do
+        key=${line%%=*}
+        [[ ${run_opts} == *" ${key} "* ]] || { log "${preset_file}: '${key}' is not a run.sh option (see --help)"; exit 1; }
+        [ -n "${!key}" ] || eval "${line}"
+    done <<< "${preset_lines}"
+fi
+mini_num_train=${mini_num_train:-2000}
+mini_dir=${mini_dir:-mini_${mini_num_train}}
+max_new_tokens=${max_new_tokens:-64}
+train_subset=${train_subset:-0}
+valid_subset=${valid_subset:-0}
+dump_encoder_output=${dump_encoder_output:-false}
+case ${dump_encoder_output} in true|false) ;; *) log "--dump_encoder_output takes true or false, got '${dump_encoder_output}'"; exit 1 ;; esac
+decode_config=${decode_config:-conf/decode.yaml}
 if [ -z "${speech_encoder}" ] || [ -z "${llm}" ]; then
     [ "${corpus}" = mini ] || { log "--speech_encoder and --llm are required for --corpus ${corpus}"; exit 1; }
     speech_encoder=${speech_encoder:-${assets_dir}/whisper-${mini_whisper}}
@@ -105,7 +118,7 @@ if [ "${ngpu}" -gt 0 ] && [ ${stage} -le 5 ] && [ ${stop_stage} -ge 2 ] && \
 fi
 tag=${tag:-$(basename "${train_config}" .yaml)}
 expdir=exp/${tag}
-log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}"
+log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}, preset ${preset}"
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
 prompt_template=$(python local/read_config.py "${train_config}" llm_conf.prompt_template blsp)
@@ -147,14 +160,19 @@ fi
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     opt=$([ "${dump_encoder_output}" = true ] && echo --dump_encoder_output || true)
     for dset in ${train_set} ${valid_set} ${test_sets}; do
-        [ -f "dump/${dset}/.done" ] && { log "Stage 2: dump/${dset} done, skipped"; continue; }
+        if [ -f "dump/${dset}/.done" ]; then
+            [ "$(cat "dump/${dset}/.done")" = "encoder_output=${dump_encoder_output}" ] && { log "Stage 2: dump/${dset} done, skipped"; continue; }
+            # log-mel and encoder outputs cannot be mixed: dump this set again
+            log "Stage 2: dump/${dset} holds other features ($(cat "dump/${dset}/.done" | sed 's/^$/encoder_output=false/')), redumping with encoder_output=${dump_encoder_output}"
+            rm -rf "dump/${dset}" "dump/${dset}"_cw*
+        fi
         log "Stage 2: feature dumping: data/${dset} -> dump/${dset}/feats.scp (${nj} jobs)"
         mkdir -p "dump/${dset}/log"
         ${train_cmd} JOB=1:${nj} "dump/${dset}/log/dump.JOB.log" \
             python -m espnet_blsp.bin.dump_feats --data_dir "data/${dset}" --out_dir "dump/${dset}" \
                 --speech_encoder "${speech_encoder}" --nj ${nj} --job JOB ${opt}
         python -m espnet_blsp.bin.dump_feats --data_dir "data/${dset}" --out_dir "dump/${dset}" --nj ${nj} --merge
-        touch "dump/${dset}/.done"
+        echo "encoder_output=${dump_encoder_output}" > "dump/${dset}/.done"
     done
 fi
 

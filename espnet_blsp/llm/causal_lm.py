@@ -23,7 +23,7 @@ Prompt layout of sample b (right-padded to T in a batch)::
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -61,6 +61,7 @@ class PromptBatch:
     targets: torch.Tensor
     input_mask: torch.Tensor
     lengths: torch.Tensor
+    prefix_ids: Optional[List[Tuple[int, ...]]] = None  # per sample, for the prefix KV cache
 
 
 class SpeechLLM(nn.Module):
@@ -74,6 +75,12 @@ class SpeechLLM(nn.Module):
         prompt_template: blsp | chat (:class:`PromptTemplate`).
         lora_conf: dict(r, alpha, dropout, target_modules) for Partial LoRA, or None.
         gradient_checkpointing: recompute each decoder layer in backward (LoRA-mask aware).
+        prefix_cache: run each distinct prompt prefix (template header + instruction) once,
+            keep its keys/values and final hidden states, and run the decoder on the rest of
+            each prompt only. The prefix depends on no trainable weight (it holds no speech,
+            so Partial LoRA is off there), so this changes nothing but the cost: with a chat
+            template the prefix is ~40 % of a mini training prompt. Off with
+            ``gradient_checkpointing``.
     """
 
     def __init__(
@@ -84,6 +91,7 @@ class SpeechLLM(nn.Module):
         prompt_template: str = "blsp",
         lora_conf: Optional[dict] = None,
         gradient_checkpointing: bool = False,
+        prefix_cache: bool = True,
     ):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -119,6 +127,8 @@ class SpeechLLM(nn.Module):
                 self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
             else:  # the older name, deprecated since
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        self.prefix_cache = prefix_cache and not gradient_checkpointing
+        self._prefix_kv: Dict[tuple, tuple] = {}  # (ids, device, dtype) -> (per-layer (K, V), hidden)
         self.template = PromptTemplate(self.tokenizer, prompt_template)
         self.hidden_size: int = self.model.config.get_text_config().hidden_size
         self.vocab_size: int = self.lm_head_weight.shape[0]
@@ -202,9 +212,10 @@ class SpeechLLM(nn.Module):
             raise ValueError("build_inputs: empty batch")
         dev = self.device
         eos = torch.tensor([self.template.eos_id], device=dev)
-        rows, spans = [], []
+        rows, spans, prefix_keys = [], [], []
         for b in range(B):
             p_ids, s_ids = prefix[b].to(dev).long(), suffix[b].to(dev).long()
+            prefix_keys.append(tuple(p_ids.tolist()))
             r_ids = response[b].to(dev).long() if response is not None else p_ids[:0]
             if r_ids.numel() > 0 and add_eos:
                 r_ids = torch.cat([r_ids, eos])  # (R_b + 1,)
@@ -231,7 +242,7 @@ class SpeechLLM(nn.Module):
                 if first == 0:
                     raise ValueError(f"sample {b}: a response needs a non-empty prompt before it")
                 targets[b, first - 1 : first - 1 + len(r_ids)] = r_ids
-        return PromptBatch(embeds, attn, pos, speech, targets, inp, lengths)
+        return PromptBatch(embeds, attn, pos, speech, targets, inp, lengths, prefix_keys)
 
     # ------------------------------------------------------------------ forward
     def hidden_states(self, batch: PromptBatch) -> torch.Tensor:
@@ -240,6 +251,8 @@ class SpeechLLM(nn.Module):
         Partial LoRA is active exactly at ``batch.speech_mask`` (off when it has no True, e.g. the
         KD teacher pass on the transcript, which the caller runs under ``torch.no_grad``).
         """
+        if self.prefix_cache and batch.prefix_ids is not None and any(batch.prefix_ids):
+            return self._hidden_states_after_prefix(batch)
         with speech_positions(self.model, batch.speech_mask):
             out = self.decoder()(
                 inputs_embeds=batch.inputs_embeds,
@@ -248,6 +261,99 @@ class SpeechLLM(nn.Module):
                 use_cache=False,
             )
         return out.last_hidden_state
+
+    @torch.no_grad()
+    def _prefix_states(self, ids: Tuple[int, ...]):
+        """Keys/values per layer ((1, h, P, d) each) and final hidden states (P, H) of a prefix."""
+        from transformers import DynamicCache
+
+        from espnet_blsp.llm.decoding import cache_kwarg
+
+        key = (ids, self.device, self.dtype)
+        hit = self._prefix_kv.get(key)
+        if hit is None:
+            decoder = self.decoder()
+            cache = DynamicCache(config=self.model.config)
+            P = len(ids)
+            with speech_positions(self.model, None):
+                out = decoder(
+                    inputs_embeds=self.embed(torch.tensor([ids], device=self.device)),
+                    attention_mask=torch.ones(1, P, dtype=torch.long, device=self.device),
+                    position_ids=torch.arange(P, device=self.device)[None],
+                    use_cache=True,
+                    **{cache_kwarg(type(decoder)): cache},
+                )
+            kv = [(layer.keys, layer.values) for layer in cache.layers]
+            hit = (kv, out.last_hidden_state[0])
+            if len(self._prefix_kv) >= 64:  # instructions are few; bound it anyway
+                self._prefix_kv.clear()
+            self._prefix_kv[key] = hit
+        return hit
+
+    def _hidden_states_after_prefix(self, batch: PromptBatch) -> torch.Tensor:
+        """``hidden_states`` with each prefix taken from the cache (see ``prefix_cache``).
+
+        Sample b (length L_b, prefix P_b) runs its positions P_b .. L_b-1 at position ids
+        P_b.. over the cached keys/values of its prefix, left-padded to P_max in the batch;
+        the prefix rows of the output are the cached hidden states. Equal to the full
+        forward up to round-off (tested).
+        """
+        from transformers import DynamicCache
+
+        from espnet_blsp.llm.decoding import cache_kwarg
+
+        emb_all = batch.inputs_embeds
+        B, T, H = emb_all.shape
+        dev = emb_all.device
+        P = torch.tensor([len(k) for k in batch.prefix_ids], device=dev)  # (B,)
+        R = batch.lengths - P  # (B,) positions after the prefix
+        P_max, T_r = int(P.max()), int(R.max())
+        ar = torch.arange(T_r, device=dev)
+        real = ar[None] < R[:, None]  # (B, T_r)
+        src = (P[:, None] + ar[None]).clamp_max(T - 1)  # (B, T_r) column in the full batch
+        emb = emb_all.gather(1, src[..., None].expand(-1, -1, H)) * real[..., None].to(emb_all.dtype)
+        speech = batch.speech_mask.gather(1, src) & real
+        pos = (P[:, None] + ar[None]) * real  # (B, T_r)
+
+        # past keys/values (B, h, P_max, d) per layer, left-padded; prefix hidden states
+        groups: Dict[Tuple[int, ...], List[int]] = {}
+        for b, k in enumerate(batch.prefix_ids):
+            groups.setdefault(k, []).append(b)
+        past = None
+        h_prefix = emb_all.new_zeros(B, T, H)
+        for ids, rows in groups.items():
+            n = len(ids)
+            if n == 0:  # no prefix: nothing cached, all its keys are its own
+                continue
+            kv, h_p = self._prefix_states(ids)
+            if past is None:
+                past = [
+                    (k.new_zeros(B, k.shape[1], P_max, k.shape[3]), v.new_zeros(B, v.shape[1], P_max, v.shape[3]))
+                    for k, v in kv
+                ]
+            idx = torch.tensor(rows, device=dev)
+            for (K, V), (k, v) in zip(past, kv):
+                K[idx, :, P_max - n :] = k
+                V[idx, :, P_max - n :] = v
+            h_prefix[idx, :n] = h_p.to(h_prefix.dtype)
+        cache = DynamicCache(config=self.model.config)
+        for layer, (K, V) in enumerate(past):
+            cache.update(K, V, layer)
+        ar_p = torch.arange(P_max, device=dev)
+        attn = torch.cat([(ar_p[None] >= P_max - P[:, None]), real], dim=1).long()  # (B, P_max + T_r)
+        decoder = self.decoder()
+        with speech_positions(self.model, speech):
+            out = decoder(
+                inputs_embeds=emb, attention_mask=attn, position_ids=pos, use_cache=True,
+                **{cache_kwarg(type(decoder)): cache},
+            )
+        h_rest = out.last_hidden_state  # (B, T_r, H)
+        # back into the full layout: rest position j of sample b goes to column P_b + j;
+        # padding goes to a spare column T, dropped afterwards
+        dst = torch.where(real, P[:, None] + ar[None], torch.full_like(src, T))
+        full = h_rest.new_zeros(B, T + 1, H).scatter(1, dst[..., None].expand(-1, -1, H), h_rest)[:, :T]
+        in_prefix = (torch.arange(T, device=dev)[None] < P[:, None])[..., None]
+        return torch.where(in_prefix, h_prefix.to(full.dtype), full)
 
     @torch.no_grad()
     def generate(

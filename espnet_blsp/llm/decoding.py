@@ -50,7 +50,7 @@ def _left_pad(batch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 @functools.lru_cache(maxsize=None)
-def _cache_kwarg(decoder_type: type) -> str:
+def cache_kwarg(decoder_type: type) -> str:
     """transformers >= 5.24 names the KV-cache argument ``cache`` (``past_key_values`` before)."""
     return "cache" if "cache" in inspect.signature(decoder_type.forward).parameters else "past_key_values"
 
@@ -61,7 +61,7 @@ def _forward(llm, embeds, attn, pos, cache, speech=None) -> torch.Tensor:
     with speech_positions(llm.model, speech):
         out = decoder(
             inputs_embeds=embeds, attention_mask=attn, position_ids=pos, use_cache=True,
-            **{_cache_kwarg(type(decoder)): cache},
+            **{cache_kwarg(type(decoder)): cache},
         )
     return out.last_hidden_state[:, -1]
 

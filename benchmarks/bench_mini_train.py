@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""The CPU mini training step: the previous default against the current one, side by side.
+
+Usage: python benchmarks/bench_mini_train.py [--assets egs2/blsp/assets] [--steps 4] [--threads 2]
+           [--variants old,enc,enc_cache,new] [--json out.json]
+
+Real models (the stage-0 assets: Whisper base, SmolLM2-135M-Instruct in bf16, chat template),
+the real BLSPModel built from conf/mini/train_blsp.yaml, one training step = forward + backward
++ clip + AdamW, what ESPnet's trainer does. Workload: 3.5 s clips (350 mel frames, 175 encoder
+frames, 22 adapter outputs), 14-token transcripts, the continuation instruction, 32-token
+responses + end of turn.
+
+Variants (each builds its own model; the same inputs):
+
+    old        log-mel input through the frozen encoder, batch 8, full prompt forward
+               (the mini default until 2026-12-01)
+    enc        encoder outputs dumped in stage 2 (--dump_encoder_output), batch 8
+    enc_cache  + the prompt prefix (chat header + instruction) from the KV cache, batch 8
+    new        + batch 24 (the current mini default: conf/mini/preset_cpu.yaml)
+    fp32       as new, the LLM in float32 (AVX512-BF16 against fp32 matmuls)
+    eager      as new, eager attention instead of SDPA
+
+Reported: samples/s, LLM positions/s (every position of every prompt, padding excluded), and
+the ratio to ``old``. Target: new >= 4x old (issue 10). Time only on a quiet machine.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+VARIANTS = {
+    #            precomputed, prefix_cache, batch, llm dtype, attention
+    "old": (False, False, 8, "bfloat16", "sdpa"),
+    "enc": (True, False, 8, "bfloat16", "sdpa"),
+    "enc_cache": (True, True, 8, "bfloat16", "sdpa"),
+    "new": (True, True, 24, "bfloat16", "sdpa"),
+    "fp32": (True, True, 24, "float32", "sdpa"),
+    "eager": (True, True, 24, "bfloat16", "eager"),
+}
+SENTENCE = "The old farmer carried a basket of eggs to the market this morning."
+
+
+def build(assets: Path, precomputed: bool, prefix_cache: bool, dtype: str, attn: str):
+    from espnet_blsp.tasks.blsp import build_blsp_model
+
+    conf = yaml.safe_load((REPO / "conf/mini/train_blsp.yaml").read_text())
+    llm_conf = dict(conf["llm_conf"], model_name_or_path=str(assets / "smollm2-135m-instruct"),
+                    dtype=dtype, attn_implementation=attn, prefix_cache=prefix_cache)
+    enc_conf = dict(conf["speech_encoder_conf"], model_name_or_path=str(assets / "whisper-base"))
+    model_conf = dict(conf.get("model_conf", {}), precomputed_encoder=precomputed)
+    return build_blsp_model(enc_conf, conf["speech_adapter"], conf.get("speech_adapter_conf", {}),
+                            llm_conf, model_conf)
+
+
+def make_batch(model, B: int, precomputed: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    t = model.llm.template
+    text = torch.tensor(t.text_ids(SENTENCE))
+    prefix = torch.tensor(t.prefix_ids("Continue the following text in a coherent and engaging style with less than 40 words."))
+    suffix = torch.tensor(t.suffix_ids())
+    resp = torch.randint(100, 40000, (B, 32), generator=g)
+    if precomputed:
+        speech = torch.randn(B, 175, model.encoder.output_size(), generator=g)
+        lens = torch.full((B,), 175)
+    else:
+        speech = torch.randn(B, 350, 80, generator=g)
+        lens = torch.full((B,), 350)
+
+    def rep(x):
+        return x[None].expand(B, -1).clone(), torch.full((B,), len(x))
+
+    (text_b, text_l), (p_b, p_l), (s_b, s_l) = rep(text), rep(prefix), rep(suffix)
+    batch = dict(speech=speech, speech_lengths=lens, text=text_b, text_lengths=text_l, prefix=p_b,
+                 prefix_lengths=p_l, suffix=s_b, suffix_lengths=s_l, response=resp,
+                 response_lengths=torch.full((B,), 32))
+    positions = B * (len(prefix) + 22 + len(suffix) + 33)
+    return batch, positions
+
+
+def step(model, opt, batch):
+    opt.zero_grad(set_to_none=True)
+    loss, _, _ = model(**batch)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    opt.step()
+
+
+def run(name: str, assets: Path, steps: int) -> dict:
+    precomputed, cache, B, dtype, attn = VARIANTS[name]
+    torch.manual_seed(0)
+    model = build(assets, precomputed, cache, dtype, attn)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    batch, positions = make_batch(model, B, precomputed)
+    step(model, opt, batch)  # warm-up (and the prefix cache's one-off forward)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step(model, opt, batch)
+    dt = (time.perf_counter() - t0) / steps
+    return dict(variant=name, batch=B, step_s=dt, samples_per_s=B / dt, positions_per_s=positions / dt)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--assets", type=Path, default=REPO / "egs2/blsp/assets")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--variants", default="old,enc,enc_cache,new")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    for sub in ("smollm2-135m-instruct", "whisper-base"):
+        if not (args.assets / sub).is_dir():
+            raise SystemExit(f"{args.assets / sub} not found: run stage 0 first "
+                             "(cd egs2/blsp && ./run.sh --stage 0 --stop_stage 0)")
+    torch.set_num_threads(args.threads)
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+    rows = [run(n, args.assets, args.steps) for n in names]
+    base = next((r for r in rows if r["variant"] == "old"), rows[0])
+    print(f"mini CNN training step, CPU, {args.threads} threads, {args.steps} timed steps each")
+    print("| variant | batch | s/step | samples/s | LLM positions/s | vs old |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        r["speedup"] = r["samples_per_s"] / base["samples_per_s"]
+        print(f"| {r['variant']} | {r['batch']} | {r['step_s']:.2f} | {r['samples_per_s']:.1f} | "
+              f"{r['positions_per_s']:.0f} | {r['speedup']:.2f}x |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    new = next((r for r in rows if r["variant"] == "new"), None)
+    if new is not None and "old" in names:
+        print(f"target new >= 4x old: {'met' if new['speedup'] >= 4 else 'MISSED'} ({new['speedup']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
