@@ -213,3 +213,27 @@ def test_loss_curves_keep_model_terms_only():
         "train": {"loss": {1: 2.0, 2: 1.0}, "loss_ce": {1: 2.0, 2: 1.0}, "acc": {1: 0.1, 2: 0.3}},
         "valid": {"loss": {1: 2.5}}}
 
+
+def test_make_results_embeds_the_learning_curve(curve, tmp_path):
+    _, out = curve
+    exp = tmp_path / "exp/tiny"
+    shutil.copytree(out, exp / "curves")
+    other = tmp_path / "exp/nocurve"
+    other.mkdir()
+
+    def make_results(*args):
+        r = subprocess.run([sys.executable, str(REPO / "local/make_results.py"), *args], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    make_results("--exp", "exp/tiny", "--exp", "exp/nocurve", "--out", "exp/RESULTS_all.md")
+    text = (tmp_path / "exp/RESULTS_all.md").read_text()
+    assert "## Learning curves" in text and "### tiny" in text and "### nocurve" not in text
+    assert "![learning curve](tiny/curves/learning_curve.png)" in text  # relative to RESULTS_all.md
+    for line in curves.read_table(exp / "curves/learning_curve.md"):
+        assert line in text
+    assert text.index("## Learning curves") < text.index("## Commands")
+    make_results("--exp", "exp/tiny")  # exp/tiny/RESULTS.md
+    assert "![learning curve](curves/learning_curve.png)" in (exp / "RESULTS.md").read_text()
+    make_results("--exp", "exp/nocurve")  # no curves: no section, as before
+    assert "Learning curves" not in (other / "RESULTS.md").read_text()
+
