@@ -23,12 +23,12 @@ install_requires = [
 ]
 
 extras_require = {
-    # offline mini default: GGUF loading, TTS for the synthetic corpus
-    "mini": ["gguf", "accelerate", "piper-tts==1.8.0"],
+    # offline mini default: GGUF loading, TTS for the synthetic corpus, learning-curve plots
+    "mini": ["gguf", "accelerate", "piper-tts==1.8.0", "matplotlib"],
     # --use_deepspeed (ESPnet's DeepSpeed trainer; CUDA only)
     "deepspeed": ["deepspeed"],
-    # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes
-    "test": ["pytest", "hypothesis", "deepspeed"],
+    # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes; matplotlib: learning curves
+    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib"],
 }
 
 setup(

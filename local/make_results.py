@@ -10,7 +10,9 @@ Rows: Text+LLM and Whisper+LLM (``<first exp>/baselines/{text_llm,whisper_llm}``
 ``--exp`` (named by its tag), each ``--system NAME=DIR``, then the untrained adapter
 (``<first exp>/baselines/untrained``). Columns: ASR WER, ST BLEU (+ Self-BLEU and the
 average over ST sets), SLU accuracy, continuation/QA Self-BLEU / Self-ROUGE-L, per test
-set. The directory naming contract is in ``espnet_blsp/scoring/results.py``.
+set. The directory naming contract is in ``espnet_blsp/scoring/results.py``. An ``--exp``
+with ``curves/learning_curve.md`` (``python -m espnet_blsp.bin.learning_curve``) gets its
+plot linked and its table copied under "Learning curves".
 
 With ``--score``, every ``decode_<task>_<testset>/text`` is (re)scored first against
 ``<data_root>/<testset>/{text,translation,label}`` or the Text+LLM outputs; without it,
@@ -58,7 +60,8 @@ def main(argv=None) -> None:
         title = args.title or (args.exp[0].resolve().name if args.exp else out.parent.resolve().name)
         text = render(systems, title, cli_command(None if argv is None else [__file__, *argv]), args.exp,
                       tasks=args.tasks.split() if args.tasks else None,
-                      test_sets=args.test_sets.split() if args.test_sets else None, problems=problems)
+                      test_sets=args.test_sets.split() if args.test_sets else None, problems=problems,
+                      out_path=out)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"{p.prog}: error: {e}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,46 @@ def instructions_for(task: str, data_dir: Path, keys: List[str], target_lang: Op
     return {k: text for k in keys}
 
 
+def deepspeed_epoch_checkpoints(exp_dir: Path) -> Dict[int, Path]:
+    """{epoch: ``checkpoint_<e>/<e>/mp_rank_00_model_states.pt``} left by ESPnet's DeepSpeed
+    trainer (which writes these instead of ``<e>epoch.pth`` and keeps every epoch)."""
+    found = {}
+    for p in Path(exp_dir).glob("checkpoint_*/*/mp_rank_00_model_states.pt"):
+        epoch = p.parent.parent.name[len("checkpoint_"):]
+        if epoch.isdecimal() and p.parent.name == epoch:
+            found[int(epoch)] = p
+    return found
+
+
+def epoch_checkpoints(exp_dir: Path) -> Dict[int, Path]:
+    """{epoch: checkpoint} of every epoch whose model is still on disk, in epoch order.
+
+    ESPnet's trainer writes ``<e>epoch.pth`` each epoch and deletes those that are not among
+    the ``--keep_nbest_models`` best (by ``best_model_criterion``) once a later epoch is saved,
+    so all of them are left only with ``--keep_nbest_models`` >= ``max_epoch``. DeepSpeed's
+    ``checkpoint_<e>/`` dirs are all kept; an epoch with both takes the ``.pth``.
+    """
+    found = deepspeed_epoch_checkpoints(exp_dir)
+    for p in Path(exp_dir).glob("*epoch.pth"):
+        epoch = p.name[: -len("epoch.pth")]
+        if epoch.isdecimal() and p.is_file():
+            found[int(epoch)] = p
+    return dict(sorted(found.items()))
+
+
+def load_reporter(path: Path):
+    """ESPnet's ``Reporter`` (per-epoch train/valid stats) saved in a trainer checkpoint:
+    ``checkpoint.pth`` or DeepSpeed's ``mp_rank_00_model_states.pt``; None if it holds none."""
+    from espnet2.train.reporter import Reporter
+
+    state = torch.load(path, map_location="cpu", weights_only=False)  # the stats hold timedeltas
+    if not state.get("reporter"):
+        return None
+    reporter = Reporter()
+    reporter.load_state_dict(state["reporter"])
+    return reporter
+
+
 def _deepspeed_checkpoint(exp_dir: Path) -> Optional[Path]:
     """The best epoch's model states left by ESPnet's DeepSpeed trainer, or None.
 
@@ -96,20 +136,12 @@ def _deepspeed_checkpoint(exp_dir: Path) -> Optional[Path]:
     ``*.ave.pth`` link dangles. The epoch with the lowest valid loss (else the highest valid
     acc, else the last) is read from the reporter saved in the last checkpoint.
     """
-    from espnet2.train.reporter import Reporter
-
-    found = {}
-    for p in exp_dir.glob("checkpoint_*/*/mp_rank_00_model_states.pt"):
-        epoch = p.parent.parent.name[len("checkpoint_"):]
-        if epoch.isdecimal() and p.parent.name == epoch:
-            found[int(epoch)] = p
+    found = deepspeed_epoch_checkpoints(exp_dir)
     if not found:
         return None
     last = found[max(found)]
-    state = torch.load(last, map_location="cpu", weights_only=False)
-    if state.get("reporter"):
-        reporter = Reporter()
-        reporter.load_state_dict(state["reporter"])
+    reporter = load_reporter(last)
+    if reporter is not None:
         for phase, key, mode in (("valid", "loss", "min"), ("valid", "acc", "max")):
             if reporter.has(phase, key):
                 for epoch, _ in reporter.sort_epochs_and_values(phase, key, mode):
@@ -141,14 +173,21 @@ def load_trainable_state(path: Path) -> Dict[str, torch.Tensor]:
     return state
 
 
-def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], load: bool):
-    from espnet_blsp.tasks.blsp import build_blsp_model
-
-    config_path = exp_dir / "config.yaml"
+def load_config(exp_dir: Path) -> dict:
+    """The training config ESPnet wrote to ``exp_dir/config.yaml`` (every option, resolved)."""
+    config_path = Path(exp_dir) / "config.yaml"
     if not config_path.exists():
         raise FileNotFoundError(f"{config_path} not found: train the model (stage 4) first")
     with open(config_path, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
+        return yaml.safe_load(f)
+
+
+def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], load: bool):
+    """The model of ``exp_dir/config.yaml`` in eval mode; with ``load``, the trainable weights
+    of ``find_checkpoint(exp_dir, checkpoint)``, else the adapter at its seeded random init."""
+    from espnet_blsp.tasks.blsp import build_blsp_model
+
+    cfg = load_config(exp_dir)
     torch.manual_seed(cfg.get("seed", 0))
     model = build_blsp_model(
         cfg["speech_encoder_conf"], cfg["speech_adapter"], cfg["speech_adapter_conf"],
@@ -161,6 +200,11 @@ def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], 
     return model.to(device).eval()
 
 
+def prefix_tensors(llm, instructions: Dict[str, str], device) -> Dict[str, torch.Tensor]:
+    """{utt: token ids of the prompt up to the input} for per-utterance instructions."""
+    return {k: torch.tensor(llm.template.prefix_ids(v), device=device) for k, v in instructions.items()}
+
+
 def batches(keys: List[str], lengths: Dict[str, int], batch_size: int):
     keys = sorted(keys, key=lambda k: -lengths[k])
     for i in range(0, len(keys), batch_size):
@@ -168,6 +212,9 @@ def batches(keys: List[str], lengths: Dict[str, int], batch_size: int):
 
 
 def decode_speech(model, keys, feats_scp, prefixes, args, writer, device) -> None:
+    """Decode ``keys`` from their features, longest first in batches of ``args.batch_size``
+    (``args.max_new_tokens``, ``args.beam_size``); ``writer.write`` gets each batch's
+    ``(utt, response)`` pairs (a ``LineAppender``, or anything with that method)."""
     llm = model.llm
     suffix = torch.tensor(llm.template.suffix_ids(), device=device)
     lengths = {k: kaldiio.load_mat(feats_scp[k]).shape[0] for k in keys}
@@ -310,7 +357,7 @@ def main(cmd=None) -> None:
                 llm = model.llm
             else:
                 llm = _load_llm(args, device)
-        prefixes = {k: torch.tensor(llm.template.prefix_ids(instr[k]), device=device) for k in todo}
+        prefixes = prefix_tensors(llm, instr, device)
         t0 = time.time()
         with LineAppender(out_path) as writer:
             if args.mode in ("speech", "untrained"):

@@ -19,6 +19,7 @@ baselines, decoded with the same instructions::
     exp/<tag>/baselines/text_llm      Text+LLM     (the transcript is the input)
     exp/<tag>/baselines/whisper_llm   Whisper+LLM  (Whisper transcribes, the LLM answers)
     exp/<tag>/baselines/untrained     the model with its adapter at random init (a floor)
+    exp/<tag>/curves/learning_curve.{md,png}   learning curves (``bin/learning_curve``), if made
 
 Rows of the table, in this order, each only if its dir exists: ``Text+LLM`` and
 ``Whisper+LLM`` (from the first ``--exp``), one row per ``--exp`` (named ``<tag>``), one
@@ -32,6 +33,7 @@ for the ST Self-BLEU.
 """
 
 import datetime
+import os
 import platform
 import re
 import subprocess
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from espnet_blsp.scoring import scorers
+from espnet_blsp.scoring import curves, scorers
 from espnet_blsp.scoring.tables import read_score
 
 
@@ -330,10 +332,30 @@ def environment() -> Dict[str, str]:
     return env
 
 
+CURVE_MD = Path("curves") / "learning_curve.md"  # under exp/<tag>, by espnet_blsp.bin.learning_curve
+
+
+def learning_curves(exps: Sequence[Path], out_path: Optional[Path] = None) -> List[str]:
+    """A "Learning curves" section for the experiments with ``curves/learning_curve.md``:
+    the PNG linked relative to ``out_path``'s dir (the current dir if None), then the table."""
+    lines = []
+    for e in exps:
+        md = Path(e) / CURVE_MD
+        if not md.exists():
+            continue
+        png = md.with_name("learning_curve.png")
+        link = Path(os.path.relpath(png.resolve(), Path(out_path).resolve().parent if out_path else Path.cwd()))
+        lines += ["", f"### {Path(e).resolve().name}", "", f"![learning curve]({link.as_posix()})", "",
+                  *curves.read_table(md), "", f"(from `{md}`)"]
+    return ["", "## Learning curves"] + lines if lines else []
+
+
 def render(systems: Sequence[System], title: str, command: str, exps: Sequence[Path] = (),
            tasks: Optional[Sequence[str]] = None, test_sets: Optional[Sequence[str]] = None,
-           problems: Sequence[str] = (), env: Optional[Dict[str, str]] = None) -> str:
-    """The text of RESULTS.md: environment, the table, notes, problems, then the commands."""
+           problems: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
+           out_path: Optional[Path] = None) -> str:
+    """The text of RESULTS.md: environment, the table, notes, problems, the learning curves
+    of ``exps`` (see ``learning_curves``; ``out_path`` is where RESULTS.md goes), then the commands."""
     env = environment() if env is None else env
     header, rows, notes = build_table(systems, tasks, test_sets)
     out = [f"# RESULTS: {title}", "", "## Environment", ""]
@@ -344,6 +366,7 @@ def render(systems: Sequence[System], title: str, command: str, exps: Sequence[P
         out += [""] + [f"- {n}" for n in notes]
     if problems:
         out += ["", "## Problems", ""] + [f"- {p}" for p in problems]
+    out += learning_curves(exps, out_path)
     out += ["", "## Commands", "", "This file:", "", "```", command, "```"]
     for e in exps:
         cmd_file = Path(e) / "run.sh.cmd"
