@@ -1,12 +1,13 @@
 # Quick start (see README.md):
 #   make mini   install what the offline mini default needs and run egs2/blsp/run.sh
 #   make test   install what the tests need and run them
+#   make mini-long  the longer CPU preset (conf/mini/preset_cpu_long.yaml)
 #   make demo   every stage on a generated corpus with tiny random models
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 NJ ?= 2
 
-.PHONY: install install-test install-mini test mini demo bench
+.PHONY: install install-test install-mini test mini mini-long demo bench
 
 install:
 	$(PIP) install -q -e .
@@ -22,6 +23,9 @@ test: install-test
 
 mini: install-mini
 	cd egs2/blsp && ./run.sh --nj $(NJ)
+
+mini-long: install-mini
+	cd egs2/blsp && ./run.sh --nj $(NJ) --preset cpu_long
 
 demo: install
 	cd egs2/blsp && $(PYTHON) -m espnet_blsp.bin.make_demo_assets --out_dir demo && \

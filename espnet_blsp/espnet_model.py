@@ -29,7 +29,7 @@ import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet_blsp.losses import cif_quantity_loss, kl_div, kl_div_and_correct, response_ce
+from espnet_blsp.losses import cif_quantity_loss, embedding_ctc, kl_div, kl_div_and_correct, response_ce
 
 
 def _split(padded: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
@@ -52,6 +52,9 @@ class BLSPModel(AbsESPnetModel):
         kl_resp_weight: weight of the response KL (BLSP-KD, Eq. 3).
         kl_input_weight: weight of the input KL (BLSP-KD, Eq. 4; needs CFormer).
         cif_weight: weight of the CIF quantity loss (BLSP-KD, Eq. 5; needs CFormer).
+        ctc_weight: weight of a CTC loss of the adapter outputs against the transcript in the
+            LLM's input embedding space (:func:`~espnet_blsp.losses.embedding_ctc`; not in the
+            papers: a warm start for small data, used by the CPU mini configs).
         temperature: KD temperature (2 in BLSP-KD).
         loss_chunk_size: rows of logits computed at once inside the losses.
         precomputed_encoder: ``speech`` already holds (frozen) encoder outputs.
@@ -68,6 +71,7 @@ class BLSPModel(AbsESPnetModel):
         kl_resp_weight: float = 0.0,
         kl_input_weight: float = 0.0,
         cif_weight: float = 0.0,
+        ctc_weight: float = 0.0,
         temperature: float = 2.0,
         loss_chunk_size: int = 256,
         precomputed_encoder: bool = False,
@@ -75,7 +79,7 @@ class BLSPModel(AbsESPnetModel):
         extract_feats_in_collect_stats: bool = False,
     ):
         super().__init__()
-        if ce_weight + kl_resp_weight + kl_input_weight + cif_weight <= 0:
+        if ce_weight + kl_resp_weight + kl_input_weight + cif_weight + ctc_weight <= 0:
             raise ValueError("at least one loss weight must be positive")
         if precomputed_encoder and any(p.requires_grad for p in encoder.parameters()):
             raise ValueError(
@@ -90,6 +94,11 @@ class BLSPModel(AbsESPnetModel):
         self.kl_resp_weight = kl_resp_weight
         self.kl_input_weight = kl_input_weight
         self.cif_weight = cif_weight
+        self.ctc_weight = ctc_weight
+        # the blank of the embedding CTC: a trainable vector in the LLM's embedding space
+        self.ctc_blank = (
+            torch.nn.Parameter(0.02 * torch.randn(llm.hidden_size)) if ctc_weight > 0 else None
+        )
         self.temperature = temperature
         self.loss_chunk_size = loss_chunk_size
         self.precomputed_encoder = precomputed_encoder
@@ -249,6 +258,15 @@ class BLSPModel(AbsESPnetModel):
             l_cif = cif_quantity_loss(aux["alpha_sum"], text_lengths)
             loss = loss + self.cif_weight * l_cif
             stats["loss_cif"] = l_cif.detach()
+
+        # 6. CTC of the adapter outputs in the LLM's input embedding space (ours, optional)
+        if self.ctc_weight > 0:
+            l_ctc = embedding_ctc(
+                y, y_lens, self.llm.model.get_input_embeddings().weight, self.ctc_blank,
+                text, text_lengths,
+            )
+            loss = loss + self.ctc_weight * l_ctc
+            stats["loss_ctc"] = l_ctc.detach()
 
         stats["loss"] = loss.detach()
         return force_gatherable((loss, stats, batch_size), loss.device)

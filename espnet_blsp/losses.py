@@ -222,3 +222,37 @@ def cif_quantity_loss(alpha_sum: torch.Tensor, target_lens: torch.Tensor) -> tor
         raise ValueError(f"alpha_sum {tuple(alpha_sum.shape)} and target_lens {tuple(target_lens.shape)} must be (B,)")
     n = target_lens.to(alpha_sum.dtype).clamp_min(1.0)
     return ((alpha_sum - n).abs() / n).mean()
+
+
+def embedding_ctc(
+    y: torch.Tensor,
+    y_lens: torch.Tensor,
+    embedding: torch.Tensor,
+    blank: torch.Tensor,
+    targets: torch.Tensor,
+    target_lens: torch.Tensor,
+) -> torch.Tensor:
+    """CTC of the adapter outputs against the transcript tokens, scored in the LLM's own input
+    embedding space: the logit of token v at output frame t is ``y_t . E_v``, and a trainable
+    ``blank`` vector gives the blank logit ``y_t . b``. Minimising it puts the adapter outputs
+    of the frames that carry a token near that token's input embedding (what the LLM reads
+    for text), which gives the behaviour-alignment losses words to work with from the first
+    steps (our addition for little data, see README; off in the papers' configs).
+
+    Shapes: y (B, N, H) adapter outputs, y_lens (B,), embedding (V, H) frozen, blank (H,),
+    targets (B, S) token ids (padding < 0), target_lens (B,). Returns the MEAN over the batch
+    of the per-utterance CTC loss divided by its target length (``F.ctc_loss`` "mean"); an
+    utterance with fewer frames than CTC needs contributes 0 (``zero_infinity``).
+    """
+    if y.dim() != 3 or embedding.dim() != 2 or y.shape[-1] != embedding.shape[1] or blank.shape != y.shape[-1:]:
+        raise ValueError(
+            f"embedding_ctc expects y (B, N, H), embedding (V, H), blank (H,); got {tuple(y.shape)}, "
+            f"{tuple(embedding.shape)}, {tuple(blank.shape)}"
+        )
+    tok = torch.matmul(y.to(embedding.dtype), embedding.t()).float()  # (B, N, H) -> (B, N, V)
+    blk = (y.float() @ blank.float())[..., None]  # (B, N, 1)
+    logp = torch.cat([blk, tok], dim=-1).log_softmax(-1)  # (B, N, V + 1); index 0 = blank
+    tgt = torch.where(targets >= 0, targets + 1, torch.zeros_like(targets))
+    return torch.nn.functional.ctc_loss(
+        logp.transpose(0, 1), tgt, y_lens, target_lens, blank=0, reduction="mean", zero_infinity=True
+    )

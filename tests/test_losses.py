@@ -127,3 +127,28 @@ def test_kl_div_and_correct_counts_student_argmax_hits(chunk):
     assert int(correct) == s.shape[0] - len(targets[::2])
     loss.backward()
     assert s.grad.abs().max() > 0
+
+
+def test_embedding_ctc_by_hand_and_gradients():
+    """Logits are y . [b; E]^T with blank 0 and token v at v + 1; padding ids are ignored."""
+    from espnet_blsp.losses import embedding_ctc
+
+    g = torch.Generator().manual_seed(0)
+    B, N, H, V = 2, 6, 8, 11
+    y = torch.randn(B, N, H, generator=g, requires_grad=True)
+    emb = torch.randn(V, H, generator=g)
+    blank = torch.randn(H, generator=g, requires_grad=True)
+    targets = torch.tensor([[3, 0, 7], [5, -1, -1]])
+    lens, t_lens = torch.tensor([6, 4]), torch.tensor([3, 1])
+    got = embedding_ctc(y, lens, emb, blank, targets, t_lens)
+    logits = torch.einsum("bnh,vh->bnv", y, torch.cat([blank[None], emb]))  # (B, N, V + 1)
+    per_utt = [
+        torch.nn.functional.ctc_loss(logits[b, : lens[b]].log_softmax(-1)[:, None], targets[b : b + 1, : t_lens[b]] + 1,
+                                     lens[b : b + 1], t_lens[b : b + 1], blank=0, reduction="sum")
+        / t_lens[b]
+        for b in range(B)
+    ]
+    assert torch.allclose(got, torch.stack(per_utt).mean(), atol=1e-5)
+    got.backward()
+    assert y.grad[0].abs().sum() > 0 and y.grad[1, 4:].abs().sum() == 0  # padded frames get nothing
+    assert blank.grad.abs().sum() > 0

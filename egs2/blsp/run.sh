@@ -39,6 +39,8 @@ st_lang=de              # target language of the st task
 rp_ratio=               # repetition:continuation mix, e.g. 1:9 (default: from the config)
 tag=                    # experiment name (default: config file name)
 baselines="text whisper untrained"  # Text+LLM, Whisper+LLM and untrained-adapter floor
+learning_curve=         # true: validation repeat WER / Self-BLEU of every epoch's checkpoint, plotted (default false)
+curve_utts=32           # validation utterances decoded per learning-curve point
 dump_encoder_output=    # true: dump frozen encoder outputs instead of log-mel (frozen encoder only; default false)
 teacher_batch_size=32   # batch size of teacher generation
 max_new_tokens=         # teacher generation length (default: 64 as in BLSP)
@@ -83,6 +85,7 @@ valid_subset=${valid_subset:-0}
 dump_encoder_output=${dump_encoder_output:-false}
 case ${dump_encoder_output} in true|false) ;; *) log "--dump_encoder_output takes true or false, got '${dump_encoder_output}'"; exit 1 ;; esac
 decode_config=${decode_config:-conf/decode.yaml}
+learning_curve=${learning_curve:-false}
 if [ -z "${speech_encoder}" ] || [ -z "${llm}" ]; then
     [ "${corpus}" = mini ] || { log "--speech_encoder and --llm are required for --corpus ${corpus}"; exit 1; }
     speech_encoder=${speech_encoder:-${assets_dir}/whisper-${mini_whisper}}
@@ -246,6 +249,12 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
             --whisper "${speech_encoder}" --wav_data_dir "${wav_dirs[@]}" --device ${device} \
             ${decode_opts} ${lang_opt}
     done
+    if [ "${learning_curve}" = true ]; then
+        log "Stage 5: learning curve: every epoch of ${expdir} on ${curve_utts} utterances of ${valid_dir} -> ${expdir}/curves/"
+        # shellcheck disable=SC2086
+        python -m espnet_blsp.bin.learning_curve --exp_dir "${expdir}" --data_dir "${valid_dir}" \
+            --ref_text "data/${valid_set}/text" --num_utts ${curve_utts} --device ${device} ${decode_opts}
+    fi
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
