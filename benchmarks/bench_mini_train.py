@@ -5,7 +5,8 @@ Usage: python benchmarks/bench_mini_train.py [--assets egs2/blsp/assets] [--step
            [--variants old,enc,enc_cache,new] [--json out.json]
 
 Real models (the stage-0 assets: Whisper base, SmolLM2-135M-Instruct in bf16, chat template),
-the real BLSPModel built from conf/mini/train_blsp.yaml, one training step = forward + backward
+the real BLSPModel built from conf/mini/train_blsp_ce.yaml (+ the embedding CTC of
+conf/mini/train_blsp.yaml in ``ctc``), one training step = forward + backward
 + clip + AdamW, what ESPnet's trainer does. Workload: 3.5 s clips (350 mel frames, 175 encoder
 frames, 22 adapter outputs), 14-token transcripts, the continuation instruction, 32-token
 responses + end of turn.
@@ -16,9 +17,11 @@ Variants (each builds its own model; the same inputs):
                (the mini default until 2026-12-01)
     enc        encoder outputs dumped in stage 2 (--dump_encoder_output), batch 8
     enc_cache  + the prompt prefix (chat header + instruction) from the KV cache, batch 8
-    new        + batch 24 (the current mini default: conf/mini/preset_cpu.yaml)
+    sdpa_b24   + batch 24
+    new        + eager attention instead of SDPA (the current mini default, conf/mini/train_blsp.yaml
+               and conf/mini/preset_cpu.yaml, without its CTC term)
+    ctc        as new, + the embedding CTC (ctc_weight 1, the mini default's full step)
     fp32       as new, the LLM in float32 (AVX512-BF16 against fp32 matmuls)
-    eager      as new, eager attention instead of SDPA
 
 Reported: samples/s, LLM positions/s (every position of every prompt, padding excluded), and
 the ratio to ``old``. Target: new >= 4x old (issue 10). Time only on a quiet machine.
@@ -38,25 +41,26 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 VARIANTS = {
-    #            precomputed, prefix_cache, batch, llm dtype, attention
-    "old": (False, False, 8, "bfloat16", "sdpa"),
-    "enc": (True, False, 8, "bfloat16", "sdpa"),
-    "enc_cache": (True, True, 8, "bfloat16", "sdpa"),
-    "new": (True, True, 24, "bfloat16", "sdpa"),
-    "fp32": (True, True, 24, "float32", "sdpa"),
-    "eager": (True, True, 24, "bfloat16", "eager"),
+    #            precomputed, prefix_cache, batch, llm dtype, attention, ctc_weight
+    "old": (False, False, 8, "bfloat16", "sdpa", 0.0),
+    "enc": (True, False, 8, "bfloat16", "sdpa", 0.0),
+    "enc_cache": (True, True, 8, "bfloat16", "sdpa", 0.0),
+    "sdpa_b24": (True, True, 24, "bfloat16", "sdpa", 0.0),
+    "new": (True, True, 24, "bfloat16", "eager", 0.0),
+    "ctc": (True, True, 24, "bfloat16", "eager", 1.0),
+    "fp32": (True, True, 24, "float32", "eager", 0.0),
 }
 SENTENCE = "The old farmer carried a basket of eggs to the market this morning."
 
 
-def build(assets: Path, precomputed: bool, prefix_cache: bool, dtype: str, attn: str):
+def build(assets: Path, precomputed: bool, prefix_cache: bool, dtype: str, attn: str, ctc_weight: float = 0.0):
     from espnet_blsp.tasks.blsp import build_blsp_model
 
-    conf = yaml.safe_load((REPO / "conf/mini/train_blsp.yaml").read_text())
+    conf = yaml.safe_load((REPO / "conf/mini/train_blsp_ce.yaml").read_text())
     llm_conf = dict(conf["llm_conf"], model_name_or_path=str(assets / "smollm2-135m-instruct"),
                     dtype=dtype, attn_implementation=attn, prefix_cache=prefix_cache)
     enc_conf = dict(conf["speech_encoder_conf"], model_name_or_path=str(assets / "whisper-base"))
-    model_conf = dict(conf.get("model_conf", {}), precomputed_encoder=precomputed)
+    model_conf = dict(conf.get("model_conf", {}), precomputed_encoder=precomputed, ctc_weight=ctc_weight)
     return build_blsp_model(enc_conf, conf["speech_adapter"], conf.get("speech_adapter_conf", {}),
                             llm_conf, model_conf)
 
@@ -95,9 +99,9 @@ def step(model, opt, batch):
 
 
 def run(name: str, assets: Path, steps: int) -> dict:
-    precomputed, cache, B, dtype, attn = VARIANTS[name]
+    precomputed, cache, B, dtype, attn, ctc = VARIANTS[name]
     torch.manual_seed(0)
-    model = build(assets, precomputed, cache, dtype, attn)
+    model = build(assets, precomputed, cache, dtype, attn, ctc)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch, positions = make_batch(model, B, precomputed)
@@ -114,7 +118,7 @@ def main() -> None:
     p.add_argument("--assets", type=Path, default=REPO / "egs2/blsp/assets")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--variants", default="old,enc,enc_cache,new")
+    p.add_argument("--variants", default="old,enc,enc_cache,sdpa_b24,new,ctc")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     for sub in ("smollm2-135m-instruct", "whisper-base"):
