@@ -49,9 +49,10 @@ valid_subset=           # valid utterances used for validation (default: all)
 train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2" (replaces the preset's)
 preset=auto             # fills the options left empty: auto (mini: cpu, or gpu with --ngpu >= 1; else none) | none | NAME (conf/mini/preset_NAME.yaml) | a YAML file
 assets_dir=assets       # stage 0 output: converted Whisper and SmolLM2 checkpoints
-mini_dir=               # stage 0 output: the synthesized mini corpus (default: mini_<mini_num_train>)
+mini_dir=               # stage 0 output: the synthesized mini corpus (default: mini_<mini_num_train>[_llm<mini_num_llm_train>])
 mini_whisper=base       # base | tiny.en
 mini_num_train=         # mini corpus sizes (default train: 2000; the gpu preset: 20000)
+mini_num_llm_train=     # training sentences written by the LLM, added to the mini corpus (default 0)
 mini_num_dev=100
 mini_num_test=100
 # <<< options
@@ -78,7 +79,8 @@ if [ "${preset}" != none ]; then
     done <<< "${preset_lines}"
 fi
 mini_num_train=${mini_num_train:-2000}
-mini_dir=${mini_dir:-mini_${mini_num_train}}
+mini_num_llm_train=${mini_num_llm_train:-0}
+mini_dir=${mini_dir:-mini_${mini_num_train}$([ "${mini_num_llm_train}" -gt 0 ] && echo "_llm${mini_num_llm_train}" || true)}
 max_new_tokens=${max_new_tokens:-64}
 train_subset=${train_subset:-0}
 valid_subset=${valid_subset:-0}
@@ -140,7 +142,8 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
         log "Stage 0: offline assets -> ${assets_dir}/, mini corpus -> ${mini_dir}/"
         python -m espnet_blsp.bin.prepare_assets --out_dir "${assets_dir}" --whisper "${mini_whisper}"
         [ "${corpus}" != mini ] || python local/mini/make_corpus.py --out_dir "${mini_dir}" \
-            --num_train ${mini_num_train} --num_dev ${mini_num_dev} --num_test ${mini_num_test} --nj ${nj}
+            --num_train ${mini_num_train} --num_dev ${mini_num_dev} --num_test ${mini_num_test} --nj ${nj} \
+            --num_llm_train ${mini_num_llm_train} --llm "${llm}"
     else
         log "Stage 0: skipped (--speech_encoder and --llm given)"
     fi

@@ -2,11 +2,15 @@
 """The mini corpus: piper-synthesized train/dev/test speech plus real LibriVox/cards clips.
 
 Usage:
-    python local/mini/make_corpus.py --out_dir mini --num_train 2000 --num_dev 100 --num_test 100 --nj 2
+    python local/mini/make_corpus.py --out_dir mini --num_train 2000 --num_dev 100 --num_test 100 --nj 2 \
+        [--num_llm_train 600 --llm assets/smollm2-135m-instruct]
 
 Writes ``<out_dir>/data/{mini_train,mini_dev,mini_test}/`` (and ``real_librivox``,
 ``real_cards`` when the pocketsphinx 5.1.1 source distribution can be fetched), each
-with ``wav.scp`` (absolute paths to 16 kHz mono WAVs), ``text`` and ``utt2spk``.
+with ``wav.scp`` (absolute paths to 16 kHz mono WAVs), ``text`` and ``utt2spk``. The training
+set holds ``--num_train`` grammar sentences (sentences.py) and, with ``--num_llm_train``,
+sentences on many topics written by the LLM (llm_sentences.py, cached in
+``<out_dir>/llm_sentences.txt``); dev and test are grammar sentences only.
 The voice is piper's en_US-joe-medium with per-utterance length and noise scales
 (seeded). Synthesis resumes: finished WAVs are kept; a sentence that fails is logged in
 ``<out_dir>/failed.txt`` and left out, not fatal.
@@ -29,6 +33,7 @@ from tqdm import tqdm
 from espnet_blsp.utils.resumable import threads_per_job
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llm_sentences import write_sentences  # noqa: E402
 from sentences import make_splits  # noqa: E402
 
 SR = 16000
@@ -218,12 +223,20 @@ def main(cmd=None) -> None:
     p.add_argument("--num_test", type=int, default=100)
     p.add_argument("--nj", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--num_llm_train", type=int, default=0,
+                   help="add this many training sentences written by --llm (llm_sentences.py)")
+    p.add_argument("--llm", help="LLM dir for --num_llm_train")
     args = p.parse_args(cmd)
     out = Path(args.out_dir)
     if (out / ".done").exists():
         logging.info(f"{out} is done, skipped")
         return
     splits = make_splits(args.num_train, args.num_dev, args.num_test, args.seed)
+    if args.num_llm_train:
+        if not args.llm:
+            raise SystemExit("--num_llm_train needs --llm")
+        splits["train"] += write_sentences(args.llm, out / "llm_sentences.txt", args.num_llm_train, args.seed,
+                                           exclude=splits["train"] + splits["dev"] + splits["test"])
     check_splits(out, splits)
     synth_sets(out, splits, args.nj, args.seed)
     real_speech(out)
