@@ -185,3 +185,40 @@ def test_precomputed_encoder_refuses_a_trainable_encoder(tiny_whisper, tiny_llm)
         {"model_name_or_path": tiny_whisper, "freeze": True}, "cnn", {"bottleneck_dim": 16},
         {"model_name_or_path": tiny_llm, "dtype": "float32"}, {"ce_weight": 1.0, "precomputed_encoder": True},
     )
+
+
+def _spy_adapter_outputs(model, monkeypatch):
+    """Keep the adapter outputs y (B, N, H) of the next forward, with their .grad retained."""
+    kept = []
+    encode = model.encode
+
+    def spy(*args, **kwargs):
+        y, y_lens, aux = encode(*args, **kwargs)
+        y.retain_grad()
+        kept.append((y, y_lens))
+        return y, y_lens, aux
+
+    monkeypatch.setattr(model, "encode", spy)
+    return kept
+
+
+@pytest.mark.parametrize("with_response", [True, False])
+def test_input_kl_reaches_every_cif_output(tiny_whisper, tiny_llm, monkeypatch, with_response):
+    """Input KL alone: each of the n CIF outputs of each utterance gets a gradient, the last one
+    s_n included (its row P+n-1 is an input-KL row; before, the rows stopped at P+n-2)."""
+    model = build("kd5_cformer", tiny_whisper, tiny_llm)
+    model.kl_resp_weight, model.cif_weight = 0.0, 0.0  # only the input KL
+    batch = make_batch(model, ["the sun is warm", "rain in the city today"], ["and bright", "so we stay"], [200, 330])
+    if not with_response:
+        del batch["response"], batch["response_lengths"]
+    kept = _spy_adapter_outputs(model, monkeypatch)
+    model.train()
+    loss, stats, _ = model(**batch)
+    assert set(stats) >= {"loss", "loss_kl_input"} and "loss_kl_resp" not in stats
+    loss.backward()
+    (y, y_lens), = kept
+    assert y_lens.tolist() == batch["text_lengths"].tolist()  # one output per transcript token
+    for b, n in enumerate(y_lens.tolist()):
+        per_vector = y.grad[b, :n].abs().sum(-1)  # (n,)
+        assert (per_vector > 0).all(), f"utterance {b}: CIF outputs without gradient: {per_vector}"
+        assert not y.grad[b, n:].any()  # padding gets none
