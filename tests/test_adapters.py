@@ -190,3 +190,19 @@ def test_registry():
     assert build_adapter("cnn", input_size=4, output_size=6, bottleneck_dim=2).output_size() == 6
     with pytest.raises(ValueError, match="cformer, cnn"):
         build_adapter("transformer")
+
+
+def test_cformer_dropout_is_zero_by_default_and_in_every_config():
+    """The blocks are shaped like Whisper's encoder layers, which use no dropout (BLSP-KD Sec. 4.1)."""
+    from pathlib import Path
+
+    import yaml
+
+    ad = CFormerAdapter(D_IN, D_OUT, attention_heads=4, num_pre_layers=1, num_post_layers=1)
+    assert all(m.p == 0.0 for m in ad.modules() if isinstance(m, torch.nn.Dropout))
+    conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    configs = [yaml.safe_load(p.read_text()) | {"path": p.name} for p in sorted(conf_dir.rglob("train_*.yaml"))]
+    cformer = [c for c in configs if c.get("speech_adapter") == "cformer"]
+    assert len(cformer) >= 8  # kd2..kd7, mini, tuning
+    for c in cformer:
+        assert c["speech_adapter_conf"].get("dropout_rate", 0.0) == 0.0, c["path"]

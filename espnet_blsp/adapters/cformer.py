@@ -73,7 +73,9 @@ class CFormerAdapter(nn.Module):
 
     Steps: Linear(D_in, D) if D != D_in -> pre-CIF block -> alpha = sigmoid(last channel)
     (0 at padded frames) -> CIF over the other D-1 channels -> Linear(D-1, D) (the
-    paper's M) -> post-CIF block over the tokens -> Linear(D, D_out).
+    paper's M) -> post-CIF block over the tokens -> Linear(D, D_out). The blocks are shaped
+    like the Whisper encoder's layers (BLSP-KD Sec. 4.1), whose dropout is 0: hence the
+    default ``dropout_rate`` 0.
 
     Training (``target_lens`` given): the alphas are rescaled to sum to ``target_lens``
     times the threshold, so CIF fires exactly ``target_lens`` tokens, each of total weight
@@ -97,7 +99,7 @@ class CFormerAdapter(nn.Module):
         linear_units: Optional[int] = None,
         num_pre_layers: int = 4,
         num_post_layers: int = 4,
-        dropout_rate: float = 0.1,
+        dropout_rate: float = 0.0,
         threshold: float = 1.0,
         tail_threshold: float = 0.5,
         inference_rescale: bool = True,
