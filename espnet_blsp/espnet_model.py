@@ -20,6 +20,11 @@ Batch (built by :class:`espnet_blsp.collate.BLSPCollateFn`)::
 
 Legend: B batch, T frames, N transcript tokens, P/S/R prefix/suffix/response tokens,
 H LLM width, V vocabulary.
+
+With no response term (ce_weight = kl_resp_weight = 0, or no ``response``; variant 4)
+``prefix`` and ``suffix`` go unused: student and teacher see only the template's turn
+opening (``PromptTemplate.start_ids``) + the middle, as the input KL needs no prompt
+(BLSP-KD Sec. 4.2; the official code drops the instruction and the suffix the same way).
 """
 
 import logging
@@ -181,13 +186,17 @@ class BLSPModel(AbsESPnetModel):
         # 1. speech -> adapter outputs; CFormer fires exactly N tokens in training
         y, y_lens, aux = self.encode(speech, speech_lengths, utt_id, text_lengths)
 
-        # 2. student prompt: prefix + speech + suffix + response + EOS
-        prefixes = _split(prefix, prefix_lengths)
-        suffixes = _split(suffix, suffix_lengths)
+        # 2. student prompt: prefix + speech + suffix + response + EOS when a response term
+        # is active; else (input KL and/or CIF only, variant 4) no prompt: the template's
+        # turn opening + speech, since the input KL needs none (BLSP-KD Sec. 4.2)
         texts = _split(text, text_lengths)
-        responses = (
-            _split(response, response_lengths) if response is not None else None
-        )
+        if self.uses_prompt(response is not None):
+            prefixes = _split(prefix, prefix_lengths)
+            suffixes = _split(suffix, suffix_lengths)
+            responses = _split(response, response_lengths)
+        else:
+            start = prefix.new_tensor(self.llm.template.start_ids())  # (P,)
+            prefixes, suffixes, responses = [start] * batch_size, [start[:0]] * batch_size, None
         llm_dtype = self.llm.dtype
         student = self.llm.build_inputs(
             prefixes, [m.to(llm_dtype) for m in _split(y, y_lens)], suffixes, responses
@@ -270,6 +279,11 @@ class BLSPModel(AbsESPnetModel):
 
         stats["loss"] = loss.detach()
         return force_gatherable((loss, stats, batch_size), loss.device)
+
+    def uses_prompt(self, has_response: bool) -> bool:
+        """Whether training sequences carry the instruction, suffix and response: only when
+        a response loss (CE or response KL) is active and the batch has responses."""
+        return has_response and (self.ce_weight > 0 or self.kl_resp_weight > 0)
 
     def _check_context(self, lengths: torch.Tensor, utt_id) -> None:
         if self.max_context is None:

@@ -7,7 +7,10 @@ Input (one utterance, as ESPnet's loaders give it)::
 
     speech       (T, F) float    log-mel frames or encoder outputs (passed through)
     text         str             transcript (prompt-normalised)
-    response     str             continuation / transcript (optional)
+    response_ids (R,) int        the response as token ids (optional; ``text_int``): stage 3
+                                 writes the teacher's generated ids, used as they are
+    response     str             continuation / transcript (optional; tokenised here when
+                                 there is no ``response_ids``)
     instruction  str             instruction (optional; ``default_instruction`` else)
 
 Output::
@@ -74,7 +77,14 @@ class BLSPPreprocessor:
             t.prefix_ids(instruction or self.default_instruction), dtype=np.int64
         )
         out["suffix"] = np.asarray(t.suffix_ids(), dtype=np.int64)
-        if "response" in data:
+        # the ids the teacher generated, not a re-tokenisation of their text, which need not
+        # give them back (byte-level BPE: "The" vs " The")
+        if "response_ids" in data:
+            ids = np.asarray(data["response_ids"], dtype=np.int64).reshape(-1)
+            if ids.size == 0 or ids.min() < 0:
+                raise ValueError(f"utterance {uid}: response_ids must be non-empty token ids")
+            out["response"] = ids
+        elif "response" in data:
             out["response"] = np.asarray(
                 t.text_ids(str(data["response"]).strip()), dtype=np.int64
             )

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from espnet_blsp.adapters import ADAPTERS, CFormerAdapter, CNNAdapter, build_adapter
+from espnet_blsp.adapters.cif import cif_reference
 
 D_IN, D_OUT = 16, 24
 
@@ -90,25 +91,82 @@ def test_cformer_counts_equal_targets_in_training():
         assert torch.equal(y_lens, targets) and y.shape[1] == 20
 
 
-def test_cformer_inference_fires_on_threshold():
-    ad = _make("cformer").eval()
+def _spy_cif(monkeypatch):
+    """Record the arguments of each cif call inside the CFormer."""
+    import espnet_blsp.adapters.cformer as cformer_module
+
+    calls = []
+    real = cformer_module.cif
+
+    def spy(hidden, alphas, lengths, threshold, tail_threshold):
+        calls.append((alphas.detach().clone(), lengths.clone(), threshold, tail_threshold))
+        return real(hidden, alphas, lengths, threshold, tail_threshold)
+
+    monkeypatch.setattr(cformer_module, "cif", spy)
+    return calls
+
+
+def _token_weights(alphas, lengths, threshold, tail_threshold):
+    """Total weight of each token, from the per-frame reference loop: CIF of an all-ones feature."""
+    ones = torch.ones(*alphas.shape, 1, dtype=torch.float64)
+    w, n = cif_reference(ones, alphas.double(), lengths, threshold, tail_threshold)
+    return w[..., 0], n  # (B, N), (B,)
+
+
+def test_cformer_inference_fires_round_alpha_sum_tokens_of_full_weight(monkeypatch):
+    """Default inference: the alphas are rescaled to sum to n = round(sum alpha), so n tokens fire,
+    each (the last included) of total weight = threshold, as in training (official code)."""
+    calls = _spy_cif(monkeypatch)
+    x, x_lens = torch.randn(4, 30, D_IN, generator=torch.Generator().manual_seed(3)), torch.tensor([30, 21, 10, 3])
+    for threshold in (1.0, 0.8):
+        ad = _make("cformer", threshold=threshold, tail_threshold=0.5 * threshold).eval()
+        calls.clear()
+        with torch.no_grad():
+            y, y_lens, aux = ad(x, x_lens)
+        n = torch.round(aux["alpha_sum"]).long().clamp_min(1)  # every clip here has frames
+        assert torch.equal(y_lens, n) and y.shape == (4, int(n.max()), D_OUT)
+        (alphas, lengths, th, tail), = calls
+        w, counts = _token_weights(alphas, lengths, th, tail)
+        assert torch.equal(counts, n)
+        for b, k in enumerate(n.tolist()):
+            assert torch.allclose(w[b, :k], torch.full((k,), threshold, dtype=torch.float64), atol=1e-5), w[b]
+            assert w[b, k - 1] == pytest.approx(threshold, abs=1e-5)  # the last token too
+
+
+def test_cformer_inference_without_rescale_fires_on_threshold(monkeypatch):
+    """inference_rescale=False (the old behaviour, kept for comparison): the raw alphas fire at
+    the threshold and a leftover >= tail_threshold is a last token of weight in [0.5, 1)."""
+    calls = _spy_cif(monkeypatch)
+    ad = _make("cformer", inference_rescale=False).eval()
     with torch.no_grad():
         y, y_lens, aux = ad(torch.randn(2, 30, D_IN), torch.tensor([30, 10]))
     fired = torch.floor(aux["alpha_sum"].double() + 1e-6)
     tail = aux["alpha_sum"].double() - fired
     assert torch.equal(y_lens, (fired + (tail >= 0.5 - 1e-6)).long())
     assert y.shape == (2, int(y_lens.max()), D_OUT)
+    w, counts = _token_weights(*calls[0])
+    last = w[torch.arange(2), counts - 1]
+    assert torch.allclose(last, torch.where(tail >= 0.5 - 1e-6, tail, torch.ones_like(tail)), atol=1e-5)
 
 
-def test_cformer_zero_tokens_at_inference():
+def test_cformer_few_or_zero_tokens_at_inference():
     ad = _make("cformer").eval()
     with torch.no_grad():
-        ad.pre.norm.bias[-1] = -30.0  # alpha = sigmoid(~-30): nothing fires
+        ad.pre.norm.bias[-1] = -30.0  # alpha = sigmoid(~-30): round(sum) = 0
         ad.pre.norm.weight[-1] = 0.0
         y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 4]))
-    assert y_lens.tolist() == [0, 0] and y.shape == (2, 0, D_OUT)
+        assert y_lens.tolist() == [1, 1] and torch.isfinite(y).all()  # a clip with frames: >= 1 token
+        y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 0]))  # an empty utterance: none
+        assert y_lens.tolist() == [1, 0] and not y[1].any()
+        ad.pre.norm.bias[-1] = 0.0  # alpha = 0.5 everywhere: 9 frames -> round(4.5) = 4 (half to even), 4 -> 2
+        y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 4]))
+        assert y_lens.tolist() == [4, 2]
+    ad.inference_rescale = False
     with torch.no_grad():
-        ad.pre.norm.bias[-1] = 0.0  # alpha = 0.5 everywhere: 9 frames -> 4.5 -> 5 tokens, 4 -> 2
+        ad.pre.norm.bias[-1] = -30.0  # raw alphas: nothing fires
+        y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 4]))
+        assert y_lens.tolist() == [0, 0] and y.shape == (2, 0, D_OUT)
+        ad.pre.norm.bias[-1] = 0.0  # 9 frames -> 4.5 -> 4 fired + a 0.5 tail = 5 tokens, 4 -> 2
         y, y_lens, _ = ad(torch.randn(2, 9, D_IN), torch.tensor([9, 4]))
         assert y_lens.tolist() == [5, 2] and torch.isfinite(y).all()
         ad.pre.norm.bias[-1] = -30.0
@@ -132,3 +190,19 @@ def test_registry():
     assert build_adapter("cnn", input_size=4, output_size=6, bottleneck_dim=2).output_size() == 6
     with pytest.raises(ValueError, match="cformer, cnn"):
         build_adapter("transformer")
+
+
+def test_cformer_dropout_is_zero_by_default_and_in_every_config():
+    """The blocks are shaped like Whisper's encoder layers, which use no dropout (BLSP-KD Sec. 4.1)."""
+    from pathlib import Path
+
+    import yaml
+
+    ad = CFormerAdapter(D_IN, D_OUT, attention_heads=4, num_pre_layers=1, num_post_layers=1)
+    assert all(m.p == 0.0 for m in ad.modules() if isinstance(m, torch.nn.Dropout))
+    conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    configs = [yaml.safe_load(p.read_text()) | {"path": p.name} for p in sorted(conf_dir.rglob("train_*.yaml"))]
+    cformer = [c for c in configs if c.get("speech_adapter") == "cformer"]
+    assert len(cformer) >= 8  # kd2..kd7, mini, tuning
+    for c in cformer:
+        assert c["speech_adapter_conf"].get("dropout_rate", 0.0) == 0.0, c["path"]

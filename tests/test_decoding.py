@@ -75,8 +75,8 @@ def test_targets_and_masks_by_hand(llm):
     # position 5 (the suffix token) predicts 41, 6 predicts 42, 7 (token 42) predicts EOS, 8 (EOS) nothing
     assert b.targets.tolist() == [[-100] * 5 + [41, 42, eos, -100], [-100] * 9]  # empty response: no targets
     assert b.speech_mask.tolist() == [[0, 0, 0, 1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 0, 0, 0, 0]]
-    # input KL: the last prefix position .. the second-to-last middle position (predict middle 1..n)
-    assert b.input_mask.tolist() == [[0, 0, 1, 1, 0, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0, 0, 0, 0]]
+    # input KL: the middle positions P .. P+n-1: sample 0 3 .. 3+2-1 = 3, 4; sample 1 2 .. 2+3-1 = 2, 3, 4
+    assert b.input_mask.tolist() == [[0, 0, 0, 1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 0, 0, 0, 0]]
     assert torch.equal(b.inputs_embeds[0, :3], llm.embed(prefix[0]))
     assert torch.equal(b.inputs_embeds[1, 2:5], middle[1]) and not b.inputs_embeds[1, 7:].any()
     text = llm.build_inputs(prefix, middle, suffix, None, middle_is_speech=False)

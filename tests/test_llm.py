@@ -35,7 +35,8 @@ def test_template_and_targets_by_hand(tiny_llm):
     # the last suffix position predicts the first response token; EOS is the last target
     assert tgt[P + N + S - 1] == resp[0][0] and tgt[P + N + S + R - 1] == t.eos_id
     assert (tgt != -100).sum() == R + 1
-    assert b.input_mask[0].nonzero().flatten().tolist() == list(range(P - 1, P + N - 1))
+    # input KL rows: the N middle positions P .. P+N-1 (the output at x_i vs the output at s_i)
+    assert b.input_mask[0].nonzero().flatten().tolist() == list(range(P, P + N))
     assert b.speech_mask[0].nonzero().flatten().tolist() == list(range(P, P + N))
 
 

@@ -164,11 +164,11 @@ def test_kd_without_ce_takes_acc_from_the_response_kl(tiny_whisper, tiny_llm, mo
     batch["response_lengths"] = torch.tensor([len(g) for g in greedy])
     with torch.no_grad():
         _, stats_kl, _ = model(**batch)
-        model.kl_resp_weight = 0.0  # now only the CE path can give acc
+        model.ce_weight, model.kl_resp_weight = 1.0, 0.0  # now only the CE path can give acc
         _, stats_ce, _ = model(**batch)
     assert float(stats_kl["acc"]) > 0.5
     assert float(stats_kl["acc"]) == pytest.approx(float(stats_ce["acc"]))
-    model.kl_resp_weight = 1.0
+    model.ce_weight, model.kl_resp_weight = 0.0, 1.0
     monkeypatch.setattr(em, "response_ce", lambda *a, **k: pytest.fail("response_ce was called"))
     with torch.no_grad():
         model(**batch)
@@ -185,3 +185,91 @@ def test_precomputed_encoder_refuses_a_trainable_encoder(tiny_whisper, tiny_llm)
         {"model_name_or_path": tiny_whisper, "freeze": True}, "cnn", {"bottleneck_dim": 16},
         {"model_name_or_path": tiny_llm, "dtype": "float32"}, {"ce_weight": 1.0, "precomputed_encoder": True},
     )
+
+
+def _spy_adapter_outputs(model, monkeypatch):
+    """Keep the adapter outputs y (B, N, H) of the next forward, with their .grad retained."""
+    kept = []
+    encode = model.encode
+
+    def spy(*args, **kwargs):
+        y, y_lens, aux = encode(*args, **kwargs)
+        y.retain_grad()
+        kept.append((y, y_lens))
+        return y, y_lens, aux
+
+    monkeypatch.setattr(model, "encode", spy)
+    return kept
+
+
+@pytest.mark.parametrize("with_response", [True, False])
+def test_input_kl_reaches_every_cif_output(tiny_whisper, tiny_llm, monkeypatch, with_response):
+    """Input KL alone: each of the n CIF outputs of each utterance gets a gradient, the last one
+    s_n included (its row P+n-1 is an input-KL row; before, the rows stopped at P+n-2)."""
+    model = build("kd5_cformer", tiny_whisper, tiny_llm)
+    model.kl_resp_weight, model.cif_weight = 0.0, 0.0  # only the input KL
+    batch = make_batch(model, ["the sun is warm", "rain in the city today"], ["and bright", "so we stay"], [200, 330])
+    if not with_response:
+        del batch["response"], batch["response_lengths"]
+    kept = _spy_adapter_outputs(model, monkeypatch)
+    model.train()
+    loss, stats, _ = model(**batch)
+    assert set(stats) >= {"loss", "loss_kl_input"} and "loss_kl_resp" not in stats
+    loss.backward()
+    (y, y_lens), = kept
+    assert y_lens.tolist() == batch["text_lengths"].tolist()  # one output per transcript token
+    for b, n in enumerate(y_lens.tolist()):
+        per_vector = y.grad[b, :n].abs().sum(-1)  # (n,)
+        assert (per_vector > 0).all(), f"utterance {b}: CIF outputs without gradient: {per_vector}"
+        assert not y.grad[b, n:].any()  # padding gets none
+
+
+@pytest.mark.parametrize("with_response", [True, False])
+def test_input_kl_only_sees_no_prompt(tiny_whisper, tiny_llm, monkeypatch, with_response):
+    """Variant 4 (conf/train_blsp_kd4.yaml: CIF + input KL): no instruction, suffix or response
+    in either sequence, only the template's turn opening + the middle (BLSP-KD Sec. 4.2)."""
+    model = build("kd5_cformer", tiny_whisper, tiny_llm)
+    model.kl_resp_weight = 0.0  # kd4: ce 0, response KL 0, input KL 1, CIF 1
+    t = model.llm.template
+    start = t.start_ids()
+    assert start == [model.llm.tokenizer.bos_token_id] + t.text_ids("###[Human]:")  # blsp template
+    batch = make_batch(model, ["the sun is warm", "rain in the city today"], ["and bright", "so we stay"], [200, 330])
+    if not with_response:
+        del batch["response"], batch["response_lengths"]
+    seen, calls = [], []
+    build_inputs = model.llm.build_inputs
+
+    def spy(prefix, middle, suffix, response=None, **kwargs):
+        calls.append((prefix, middle, suffix, response))
+        seen.append(build_inputs(prefix, middle, suffix, response, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(model.llm, "build_inputs", spy)
+    model.train()
+    loss, stats, _ = model(**batch)
+    assert set(stats) == {"loss", "loss_kl_input", "loss_cif"}
+    n = batch["text_lengths"]  # (B,) transcript tokens = CIF outputs
+    for prefix, middle, suffix, response in calls:  # student, then teacher
+        assert [p.tolist() for p in prefix] == [start, start]  # no instruction
+        assert [len(x) for x in suffix] == [0, 0] and response is None
+        assert [len(m) for m in middle] == n.tolist()
+    assert [m.tolist() for m in calls[1][1]] == [batch["text"][i, :k].tolist() for i, k in enumerate(n.tolist())]
+    student, teacher = seen
+    for b in (student, teacher):
+        # P + n positions: the turn opening and the middle, nothing after it
+        assert b.lengths.tolist() == (len(start) + n).tolist()
+        assert (b.targets == -100).all()  # no response
+        assert b.input_mask.sum(1).tolist() == n.tolist()  # the input KL on all n positions
+        for i, m in enumerate(n.tolist()):
+            assert b.input_mask[i].nonzero().flatten().tolist() == list(range(len(start), len(start) + m))
+    assert student.speech_mask.equal(student.input_mask) and not teacher.speech_mask.any()
+    loss.backward()
+
+    # with a response term the full prompt comes back: prefix (instruction) + middle + suffix + response + EOS
+    if with_response:
+        seen.clear()
+        calls.clear()
+        model.kl_resp_weight = 1.0
+        model(**batch)
+        lengths = batch["prefix_lengths"] + n + batch["suffix_lengths"] + batch["response_lengths"] + 1
+        assert seen[0].lengths.tolist() == lengths.tolist()

@@ -25,16 +25,17 @@ def test_recover_truncates_partial_line(tmp_path):
 def test_teacher_generation_resumes(tmp_path, tiny_llm):
     text = tmp_path / "text"
     text.write_text("".join(f"u{i} the weather is warm number {i}\n" for i in range(6)))
-    out = tmp_path / "cont"
+    out = tmp_path / "continuation_ids"
     args = ["--llm", tiny_llm, "--text", str(text), "--out", str(out), "--batch_size", "2",
             "--max_new_tokens", "4", "--device", "cpu"]
     generate_teacher.main(args)
     full = recover_lines(out)
+    assert all(v.split() and all(x.isdigit() for x in v.split()) for v in full.values())  # token ids
     lines = out.read_text().splitlines()
     out.write_text("\n".join(lines[:3]) + "\n" + lines[3][:5])  # killed mid-write
     generate_teacher.main(args)
     again = recover_lines(out)
-    assert again == full and len(out.read_text().splitlines()) == 6
+    assert again == full and len(out.read_text().splitlines()) == 6  # the same ids, no duplicates
 
 
 def test_dump_excludes_bad_audio_and_resumes(tmp_path, tiny_whisper):

@@ -191,11 +191,12 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
         mkdir -p "dump/${dset}/split${nj}" "dump/${dset}/log"
         ${cuda_cmd} --gpu $([ "${ngpu}" -gt 0 ] && echo 1 || echo 0) JOB=1:${nj} "dump/${dset}/log/teacher.JOB.log" \
             python -m espnet_blsp.bin.generate_teacher --llm "${llm}" --text "dump/${dset}/text" \
-                --out "dump/${dset}/split${nj}/continuation.JOB" --nj ${nj} --job JOB \
+                --out "dump/${dset}/split${nj}/continuation_ids.JOB" --nj ${nj} --job JOB \
                 --batch_size ${teacher_batch_size} --max_new_tokens ${max_new_tokens} --device ${device} \
                 --prompt_template ${prompt_template} --dtype ${llm_dtype} --max_utts ${n}
-        python -m espnet_blsp.bin.generate_teacher --mix --dump_dir "dump/${dset}" --out_dir "${out}" \
-            --nj ${nj} --rp_ratio "$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)" --max_utts ${n}
+        python -m espnet_blsp.bin.generate_teacher --mix --llm "${llm}" --prompt_template ${prompt_template} \
+            --dump_dir "dump/${dset}" --out_dir "${out}" --nj ${nj} \
+            --rp_ratio "$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)" --max_utts ${n}
         touch "${out}/.done"
     done
 fi
@@ -207,7 +208,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         data_opts+=(--${part}_data_path_and_name_and_type "${d}/feats.scp,speech,kaldi_ark"
                     --${part}_data_path_and_name_and_type "${d}/text,text,text")
         [ "${use_responses}" = false ] || data_opts+=(
-                    --${part}_data_path_and_name_and_type "${d}/response,response,text"
+                    --${part}_data_path_and_name_and_type "${d}/response_ids,response_ids,text_int"
                     --${part}_data_path_and_name_and_type "${d}/instruction,instruction,text")
     done
     model_opts=(--config "${train_config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"

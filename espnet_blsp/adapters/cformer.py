@@ -4,7 +4,7 @@ Usage::
 
     adapter = CFormerAdapter(input_size=1280, output_size=4096, attention_heads=20, linear_units=5120)
     y, y_lens, aux = adapter(enc, enc_lens, target_lens)   # training: y_lens == target_lens
-    y, y_lens, aux = adapter(enc, enc_lens)                # inference: tokens fire at threshold
+    y, y_lens, aux = adapter(enc, enc_lens)                # inference: round(sum(alpha)) tokens
 """
 
 import math
@@ -73,13 +73,21 @@ class CFormerAdapter(nn.Module):
 
     Steps: Linear(D_in, D) if D != D_in -> pre-CIF block -> alpha = sigmoid(last channel)
     (0 at padded frames) -> CIF over the other D-1 channels -> Linear(D-1, D) (the
-    paper's M) -> post-CIF block over the tokens -> Linear(D, D_out).
+    paper's M) -> post-CIF block over the tokens -> Linear(D, D_out). The blocks are shaped
+    like the Whisper encoder's layers (BLSP-KD Sec. 4.1), whose dropout is 0: hence the
+    default ``dropout_rate`` 0.
 
     Training (``target_lens`` given): the alphas are rescaled to sum to ``target_lens``
-    times the threshold, so CIF fires exactly ``target_lens`` tokens. Inference: the raw
-    alphas fire at ``threshold``; a leftover >= ``tail_threshold`` makes one more token.
-    An utterance that fires no token gets y_lens 0. ``aux["alpha_sum"]`` is the sum of
-    the UNSCALED alphas over valid frames, for the quantity loss |sum - n| / n.
+    times the threshold, so CIF fires exactly ``target_lens`` tokens, each of total weight
+    ``threshold``. Inference (``inference_rescale``, the default, as in the official code):
+    the same with the target n = round(sum(alpha)) (``torch.round``, half to even), at
+    least 1 for an utterance with a frame (a short or quiet clip still gives the LLM one
+    vector; the official code also clamps to 1) and 0 for one without: every token, the
+    last included, has full weight as in training. ``inference_rescale=False``: the raw
+    alphas fire at ``threshold`` and a leftover >= ``tail_threshold`` makes one more token
+    of weight in [tail_threshold, threshold); an utterance may then fire no token
+    (y_lens 0). ``aux["alpha_sum"]`` is the sum of the UNSCALED alphas over valid frames,
+    for the quantity loss |sum - n| / n.
     """
 
     def __init__(
@@ -91,9 +99,10 @@ class CFormerAdapter(nn.Module):
         linear_units: Optional[int] = None,
         num_pre_layers: int = 4,
         num_post_layers: int = 4,
-        dropout_rate: float = 0.1,
+        dropout_rate: float = 0.0,
         threshold: float = 1.0,
         tail_threshold: float = 0.5,
+        inference_rescale: bool = True,
     ):
         super().__init__()
         d = d_model or input_size
@@ -111,6 +120,7 @@ class CFormerAdapter(nn.Module):
         self.post = TransformerBlock(d, attention_heads, ffn, num_post_layers, dropout_rate)
         self.out_proj = nn.Linear(d, output_size)
         self.threshold, self.tail_threshold = threshold, tail_threshold
+        self.inference_rescale = inference_rescale
         self._output_size = output_size
 
     def output_size(self) -> int:
@@ -130,6 +140,10 @@ class CFormerAdapter(nn.Module):
         alpha = torch.sigmoid(h[..., -1].float()).masked_fill(pad, 0.0)  # (B, T)
         alpha_sum = alpha.sum(1)  # (B,) unscaled, for the quantity loss
 
+        if target_lens is None and self.inference_rescale:
+            # n = round(sum alpha), >= 1 where there is a frame (see the class docstring)
+            rounded = torch.round(alpha_sum).long().clamp_min(1)  # (B,)
+            target_lens = torch.where(x_lens > 0, rounded, torch.zeros_like(rounded))
         if target_lens is not None:
             scaled = scale_alphas(alpha, x_lens, target_lens) * self.threshold
             # The scaled alphas sum to target_lens (up to round-off); a halfway tail

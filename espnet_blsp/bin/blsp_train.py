@@ -5,7 +5,7 @@ Usage:
     python -m espnet_blsp.bin.blsp_train --config conf/train_blsp.yaml \
         --train_data_path_and_name_and_type dump/train/feats.scp,speech,kaldi_ark \
         --train_data_path_and_name_and_type dump/train/text,text,text \
-        --train_data_path_and_name_and_type dump/train/response,response,text \
+        --train_data_path_and_name_and_type dump/train/response_ids,response_ids,text_int \
         --valid_data_path_and_name_and_type ... --train_shape_file ... \
         --output_dir exp/blsp --ngpu 1
 

@@ -3,21 +3,26 @@
 
 Usage:
     python -m espnet_blsp.bin.generate_teacher --llm assets/smollm2-135m-instruct \
-        --text dump/train/text --out dump/train/split4/continuation.1 --nj 4 --job 1
+        --text dump/train/text --out dump/train/split4/continuation_ids.1 --nj 4 --job 1
 
 Batched greedy decoding with a KV cache, at most ``--max_new_tokens`` (64) new tokens,
-on transcripts sorted by length. Lines are appended and flushed per batch; a killed job
-resumes where it stopped, redoing and duplicating nothing.
+on transcripts sorted by length. Each job writes the generated token ids, ``<utt> <id> <id>
+...`` (without the EOS that stopped decoding): training uses exactly these ids, because
+decoding them to text and tokenising that again need not give them back (byte-level BPE:
+"The" vs " The"). Lines are appended and flushed per batch; a killed job resumes where it
+stopped, redoing and duplicating nothing.
 
-    python -m espnet_blsp.bin.generate_teacher --mix --dump_dir dump/train \
-        --out_dir dump/train_cw --nj 4 --rp_ratio 1:9
+    python -m espnet_blsp.bin.generate_teacher --mix --llm assets/smollm2-135m-instruct \
+        --dump_dir dump/train --out_dir dump/train_cw --nj 4 --rp_ratio 1:9
 
 ``--max_utts N`` (both steps, same value) uses a fixed random subset of N utterances, e.g.
 to fit the CPU mini run's time budget; the rest of the set gets no training entry.
 
 ``--mix`` merges the jobs' continuations and writes a training directory whose
-``response``/``instruction`` hold continuation data plus, with ``--rp_ratio a:b``,
-repetition data (the response is the transcript) at a:b to the continuations.
+``response_ids``/``instruction`` hold continuation data plus, with ``--rp_ratio a:b``,
+repetition data (the response is the transcript, ``<utt>-rp``) at a:b to the continuations.
+``response_ids`` is what training reads; ``response`` holds the same responses as text, for
+people (continuations decoded, transcripts as they are).
 """
 
 import argparse
@@ -41,6 +46,15 @@ def read_kv(path):
     from espnet_blsp.data.kaldi_dir import read_kv as _read_kv
 
     return _read_kv(Path(path))
+
+
+def load_template(llm: str, kind: str):
+    """The LLM's :class:`PromptTemplate` from its tokenizer alone (no weights)."""
+    from transformers import AutoTokenizer
+
+    from espnet_blsp.llm.prompt import PromptTemplate
+
+    return PromptTemplate(AutoTokenizer.from_pretrained(llm, local_files_only=True), kind)
 
 
 def pick_device(name: str) -> torch.device:
@@ -92,10 +106,7 @@ def generate(args) -> None:
                     middle_is_speech=False, max_new_tokens=args.max_new_tokens,
                 )
             n_tokens += sum(len(h) for h in hyps)
-            writer.write(
-                (k, t.tokenizer.decode(h, skip_special_tokens=True).strip())
-                for k, h in zip(batch, hyps)
-            )
+            writer.write((k, " ".join(map(str, h))) for k, h in zip(batch, hyps))
     dt = time.time() - t0
     logging.info(f"job {args.job}: {n_tokens} tokens in {dt:.1f} s ({n_tokens / max(dt, 1e-9):.1f} tok/s)")
 
@@ -113,30 +124,36 @@ def parse_ratio(ratio: str) -> float:
 
 def mix(args) -> None:
     dump_dir, out_dir = Path(args.dump_dir), Path(args.out_dir)
-    cont = {}
+    cont_ids = {}
     for job in range(1, args.nj + 1):
-        part = dump_dir / f"split{args.nj}" / f"continuation.{job}"
+        part = dump_dir / f"split{args.nj}" / f"continuation_ids.{job}"
         if not part.exists():
             raise FileNotFoundError(f"{part} is missing: teacher job {job} has not run")
-        cont.update(recover_lines(part))
+        cont_ids.update(recover_lines(part))
     feats = read_kv(dump_dir / "feats.scp")
     texts = read_kv(dump_dir / "text")
     if args.max_utts:
         feats = {k: feats[k] for k in subset(feats, args.max_utts, args.seed)}
-    missing = sorted(set(feats) - set(cont))
+    missing = sorted(set(feats) - set(cont_ids))
     if missing:
         raise RuntimeError(f"{len(missing)} utterances lack a continuation, e.g. {missing[:5]}")
-    empty = sorted(k for k in feats if not cont[k].strip())
+    t = load_template(args.llm, args.prompt_template)
+    cont = {}  # utt -> (text for people, ids for training)
+    for k in feats:
+        ids = cont_ids[k].split()
+        cont[k] = (" ".join(t.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True).split()), ids)
+    empty = sorted(k for k in feats if not (cont[k][0] and cont[k][1]))  # no ids, or nothing visible
     if empty:
         logging.warning(f"{len(empty)} empty continuations excluded, e.g. {empty[:5]}")
-    keys = sorted(k for k in feats if cont[k].strip())
-    rows = {k: (feats[k], texts[k], cont[k], args.instruction) for k in keys}
+    keys = sorted(set(feats).difference(empty))
+    rows = {k: (feats[k], texts[k], cont[k][0], " ".join(cont[k][1]), args.instruction) for k in keys}
     n_rp = round(parse_ratio(args.rp_ratio) * len(keys))
     rng = random.Random(args.seed)
     for k in sorted(rng.sample(keys, min(n_rp, len(keys)))):
-        rows[f"{k}-rp"] = (feats[k], texts[k], texts[k], REPETITION)
+        rp_ids = " ".join(map(str, t.text_ids(texts[k])))  # the transcript, as the preprocessor tokenises it
+        rows[f"{k}-rp"] = (feats[k], texts[k], texts[k], rp_ids, REPETITION)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for col, name in enumerate(("feats.scp", "text", "response", "instruction")):
+    for col, name in enumerate(("feats.scp", "text", "response", "response_ids", "instruction")):
         with open(out_dir / name, "w", encoding="utf-8") as f:
             f.writelines(f"{k} {rows[k][col]}\n" for k in sorted(rows))
     shapes = read_kv(dump_dir / "speech_shape")
@@ -147,7 +164,7 @@ def mix(args) -> None:
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--llm", help="LLM checkpoint dir")
+    p.add_argument("--llm", help="LLM checkpoint dir (--mix: only its tokenizer is read)")
     p.add_argument("--text", help="Kaldi text file of prompt-normalised transcripts")
     p.add_argument("--out", help="output file (one job)")
     p.add_argument("--instruction", default=CONTINUATION)
@@ -172,6 +189,9 @@ def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
     if args.mix:
+        for opt in ("llm", "dump_dir", "out_dir"):
+            if not getattr(args, opt):
+                raise SystemExit(f"--mix: --{opt} is required")
         mix(args)
     else:
         for opt in ("llm", "text", "out"):

@@ -27,13 +27,14 @@ from typing import Dict, Iterator, List, Mapping, Tuple
 #   utt2spk       speaker of each utterance
 #   translation   ST target text; lang: its language code
 #   label         SLU gold class string
-#   question / instruction / continuation / response: prompts and teacher outputs
+#   question / instruction / continuation / response / response_ids: prompts and teacher
+#                 outputs (response_ids: the teacher's generated token ids)
 PER_UTT_FILES = (
     "text", "text.orig", "text.prompt", "utt2spk", "translation", "lang", "label", "question",
-    "instruction", "continuation", "response",
+    "instruction", "continuation", "response", "response_ids",
 )
 # Per-utterance files whose values may not be empty.
-NONEMPTY_FILES = ("text", "text.prompt", "translation", "label", "continuation", "response")
+NONEMPTY_FILES = ("text", "text.prompt", "translation", "label", "continuation", "response", "response_ids")
 
 _LINE = re.compile(r"(\S+)(?:[ \t]+(.*))?")
 

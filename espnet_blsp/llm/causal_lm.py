@@ -17,7 +17,9 @@ Prompt layout of sample b (right-padded to T in a batch)::
                           or text ids)
 
     targets[t]    = the token at t+1 for t = P+n+S-1 .. P+n+S+R-1 (y_1 .. y_R, EOS), else -100
-    input_mask[t] = True for t = P-1 .. P+n-2 (the positions whose next token is middle token 1..n)
+    input_mask[t] = True for t = P .. P+n-1 (the n middle positions: the input KL compares the
+                    output at transcript token x_i with the output at speech vector s_i; each
+                    predicts the token after it, as in the official BLSP-KD code)
     speech_mask   = True at P .. P+n-1 when the middle is speech (Partial LoRA is active there)
 """
 
@@ -51,7 +53,7 @@ class PromptBatch:
     inputs_embeds (B, T, H) in the LLM dtype; attention_mask (B, T) long; position_ids (B, T)
     long, 0..L_b-1 per sample (0 at padding); speech_mask (B, T) bool; targets (B, T) long,
     already shifted: targets[b, t] is the token predicted FROM position t, -100 elsewhere;
-    input_mask (B, T) bool; lengths (B,) long.
+    input_mask (B, T) bool, True at the n middle positions (the input-KL rows); lengths (B,) long.
     """
 
     inputs_embeds: torch.Tensor
@@ -235,8 +237,8 @@ class SpeechLLM(nn.Module):
         for b, (P, n, S, r_ids) in enumerate(spans):
             if middle_is_speech:
                 speech[b, P : P + n] = True
-            # positions predicting middle tokens 1..n; without a prefix token 1 is unpredicted
-            inp[b, max(P - 1, 0) : P + n - 1] = True
+            # input KL rows: the middle itself, P .. P+n-1 (the output at s_i / x_i)
+            inp[b, P : P + n] = True
             if r_ids.numel() > 0:
                 first = P + n + S  # position of the first response token
                 if first == 0:

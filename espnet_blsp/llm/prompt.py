@@ -11,6 +11,7 @@ Kinds (a registry; an unknown name raises):
 
 ``blsp`` (both papers): ``BOS ###[Human]:{instruction}`` + middle + ``\\n\\n\\n###[Assistant]:``
 + response + EOS. The suffix carries no BOS. ``eos_id`` is the tokenizer's EOS.
+Without a prompt (``start_ids``): ``BOS ###[Human]:`` + middle.
 
 ``chat``: the tokenizer's own ``chat_template`` applied to one user turn whose content is
 ``instruction + <placeholder>``, with the generation prompt; the rendered text is split at
@@ -135,6 +136,12 @@ class PromptTemplate:
             if len(self._prefix_cache) < 1024:
                 self._prefix_cache[instruction] = cached
         return list(cached)
+
+    def start_ids(self) -> List[int]:
+        """Ids that open the user turn, with no instruction (``prefix_ids("")``): the whole
+        prefix of a prompt-free sequence (the input KL alone, BLSP-KD Sec. 4.2). The official
+        code keeps this turn opening and drops the instruction and the suffix."""
+        return self.prefix_ids("")
 
     def suffix_ids(self) -> List[int]:
         """Ids after the middle, up to where the response starts (no BOS)."""

@@ -4,7 +4,9 @@ Data names (``--train_data_path_and_name_and_type path,name,type``)::
 
     speech       kaldi_ark   dump/<set>/feats.scp        log-mel (T, n_mels) or encoder outputs
     text         text        dump/<set>/text             prompt-normalised transcript
-    response     text        dump/<set>/response         continuation / transcript (optional)
+    response_ids text_int    dump/<set>/response_ids     response token ids (optional; stage 3)
+    response     text        dump/<set>/response         response text, tokenised when there is
+                                                         no response_ids (optional)
     instruction  text        dump/<set>/instruction      per-utterance instruction (optional)
 
 Config keys (YAML mirrors the constructors)::
@@ -132,7 +134,9 @@ class BLSPTask(AbsTask):
     def optional_data_names(
         cls, train: bool = True, inference: bool = False
     ) -> Tuple[str, ...]:
-        return ("text", "instruction") if inference else ("response", "instruction")
+        if inference:
+            return ("text", "instruction")
+        return ("response_ids", "response", "instruction")
 
     @classmethod
     def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[List[str]] = None):
