@@ -113,14 +113,14 @@ def test_run_sh_refuses_data_of_another_mini_size(recipe):
     default (mini_2000) must not silently reuse the 2,000-utterance sets."""
     egs = recipe / "egs"
     (egs / "data").mkdir(exist_ok=True)
-    (egs / "data" / ".mini_dir").write_text("mini_2000\n")
+    (egs / "data" / ".mini_dir").write_text("mini_600_llm600\n")  # the cpu preset's corpus
     try:
         same = subprocess.run(["./run.sh", "--stage", "7"], cwd=egs, capture_output=True, text=True, timeout=120)
         assert same.returncode == 0, same.stdout + same.stderr
         other = subprocess.run(["./run.sh", "--stage", "7", "--mini_num_train", "20000"], cwd=egs,
                                capture_output=True, text=True, timeout=120)
         assert other.returncode != 0
-        assert "hold the mini corpus of mini_2000, this run uses mini_20000" in other.stdout + other.stderr
+        assert "hold the mini corpus of mini_600_llm600, this run uses mini_20000_llm600" in other.stdout + other.stderr
         assert "move data/, dump/ and exp/ aside" in other.stdout + other.stderr
     finally:
         (egs / "data" / ".mini_dir").unlink()
