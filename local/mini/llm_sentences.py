@@ -6,9 +6,9 @@ Usage:
 
 The grammar of sentences.py has ~200 words, which teaches the adapter nothing about the words
 of real speech (the LibriVox test clips). This asks the LLM for one sentence at a time over
-topics x styles (sampled, temperature 0.9, top-p 0.95, seeded), keeps the first sentence of
-each reply when it is plain English of 6-22 words (letters and simple punctuation, no digits),
-and drops duplicates. Lines are appended per batch; a killed run resumes and a finished file
+topics x styles for four sentences at a time (sampled, temperature 0.9, top-p 0.95, seeded),
+keeps each complete sentence of plain English of 6-16 words (letters and simple
+punctuation, no digits), and drops duplicates. Lines are appended per batch; a killed run resumes and a finished file
 is reused as it is (the corpus's sentences.json then holds the same sentences).
 """
 
@@ -31,30 +31,30 @@ TOPICS = [
     "a doctor's visit", "a train station", "a cold wind", "a birthday", "a letter from abroad", "the weather",
 ]
 STYLES = [
-    "Write one simple sentence about {t}.",
-    "Write one sentence from a nineteenth-century novel about {t}.",
-    "Write one sentence that a mother might say about {t}.",
-    "Write one question someone might ask about {t}.",
-    "Write one sentence describing {t}.",
-    "Write one sentence a polite gentleman might say about {t}.",
-    "Write one sad sentence about {t}.",
-    "Write one cheerful sentence about {t}.",
+    "Write four simple sentences about {t}.",
+    "Write four sentences from a nineteenth-century novel about {t}.",
+    "Write four sentences that a mother might say about {t}.",
+    "Write four questions someone might ask about {t}.",
+    "Write four sentences describing {t}.",
+    "Write four sentences a polite gentleman might say about {t}.",
+    "Write four sad sentences about {t}.",
+    "Write four cheerful sentences about {t}.",
 ]
 _OK = re.compile(r"^[A-Za-z][A-Za-z ,;'.?!-]*[.?!]$")
 
 
-def clean(reply: str) -> str:
-    """The first sentence of ``reply`` if it is plain English of 6-22 words, else ''."""
-    text = " ".join(reply.replace('"', " ").split())
-    m = re.match(r"^(.+?[.?!])(\s|$)", text)
-    s = m.group(1).strip() if m else ""
-    words = s.split()
-    if not _OK.match(s) or not 6 <= len(words) <= 22 or s.lower().startswith(("sure", "here", "i can", "as an")):
-        return ""
-    return s
+def clean(reply: str) -> List[str]:
+    """The complete sentences of ``reply`` that are plain English of 6-16 words."""
+    text = " ".join(re.sub(r"^\s*(\d+[.)]|[-*])\s*", "", line) for line in reply.replace('"', " ").splitlines())
+    out = []
+    for m in re.finditer(r"([^.?!]+[.?!])(?=\s|$)", text):
+        s = m.group(1).strip()
+        if _OK.match(s) and 6 <= len(s.split()) <= 16 and not s.lower().startswith(("sure", "here", "i can", "as an")):
+            out.append(s)
+    return out
 
 
-def write_sentences(llm_dir: str, out: Path, num: int, seed: int = 0, batch_size: int = 32,
+def write_sentences(llm_dir: str, out: Path, num: int, seed: int = 0, batch_size: int = 64,
                     exclude: List[str] = ()) -> List[str]:
     """``num`` distinct sentences in ``out`` (one per line); the cached ones are kept."""
     import torch
@@ -77,7 +77,7 @@ def write_sentences(llm_dir: str, out: Path, num: int, seed: int = 0, batch_size
     with open(out, "a", encoding="utf-8") as f:
         while len(have) < num:
             tries += 1
-            if tries > 20 * (num // batch_size + 1):
+            if tries > 10 * (num // batch_size + 1):
                 raise SystemExit(f"{llm_dir} wrote only {len(have)} usable sentences of {num}")
             batch = [rng.choice(prompts) for _ in range(batch_size)]
             texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
@@ -85,14 +85,14 @@ def write_sentences(llm_dir: str, out: Path, num: int, seed: int = 0, batch_size
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             torch.manual_seed(rng.randrange(2**31))
             with torch.no_grad():
-                gen = model.generate(**enc, do_sample=True, temperature=0.9, top_p=0.95, max_new_tokens=40,
+                gen = model.generate(**enc, do_sample=True, temperature=0.9, top_p=0.95, max_new_tokens=64,
                                      pad_token_id=tok.pad_token_id or tok.eos_token_id)
             new = []
             for row in gen[:, enc["input_ids"].shape[1]:]:
-                s = clean(tok.decode(row, skip_special_tokens=True))
-                if s and s not in seen:
-                    seen.add(s)
-                    new.append(s)
+                for s in clean(tok.decode(row, skip_special_tokens=True)):
+                    if s not in seen:
+                        seen.add(s)
+                        new.append(s)
             new = new[: num - len(have)]
             f.writelines(s + "\n" for s in new)
             f.flush()
