@@ -200,3 +200,22 @@ def test_piper_synthesis_with_the_installed_voice(tmp_path, monkeypatch):
     x, sr = soundfile.read(tmp_path / "u1.wav")
     assert sr == 16000 and 1.0 < len(x) / sr < 6.0 and np.abs(x).max() > 0.1
     assert make_corpus._VOICE.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_llm_sentences_are_cleaned_split_and_cached(tmp_path, tiny_llm):
+    """Replies are split into complete sentences of plain English of 6-16 words; a finished
+    file is reused without loading any model, and a missing LLM dir is named."""
+    from llm_sentences import clean, write_sentences
+
+    reply = ('1. The old house stood quietly on the hill above the river.\n'
+             '2. Sure, here are four sentences about the sea today!\n'
+             '3. It cost 5 pounds.\n4. Why did the captain leave the ship before the storm came?\n'
+             '5. The wind was cold and the night')
+    assert clean(reply) == ["The old house stood quietly on the hill above the river.",
+                            "Why did the captain leave the ship before the storm came?"]
+    cache = tmp_path / "llm_sentences.txt"
+    cache.write_text("A first cached sentence of the corpus here.\nA second cached sentence of the corpus here.\n")
+    assert write_sentences(str(tmp_path / "no_llm"), cache, 2) == [
+        "A first cached sentence of the corpus here.", "A second cached sentence of the corpus here."]
+    with pytest.raises(SystemExit, match="no_llm"):
+        write_sentences(str(tmp_path / "no_llm"), cache, 3)

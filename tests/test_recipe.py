@@ -134,3 +134,28 @@ def test_run_sh_ngpu_without_a_gpu_fails_before_any_stage(recipe):
     ok = subprocess.run(["./run.sh", "--stage", "7", "--ngpu", "1"], cwd=recipe / "egs", capture_output=True,
                         text=True, timeout=120)  # no stage that needs a GPU here
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_run_sh_presets_fill_only_empty_options(recipe):
+    """A preset fills the options the command line leaves empty; --train_args given on the
+    command line wins; an unknown key or preset name stops the run with its name."""
+    egs = recipe / "egs"
+    (egs / "data").mkdir(exist_ok=True)
+    (egs / "data" / ".mini_dir").write_text("another\n")  # the guard's message shows the corpus name
+    try:
+        out = subprocess.run(["./run.sh", "--stage", "7", "--preset", "cpu_long", "--mini_num_train", "3000"],
+                             cwd=egs, capture_output=True, text=True, timeout=120)
+    finally:
+        (egs / "data" / ".mini_dir").unlink()
+    # mini_num_train from the command line, mini_num_llm_train (2000) from the preset
+    assert "this run uses mini_3000_llm2000" in out.stdout + out.stderr, out.stdout + out.stderr
+    (egs / "bad_preset.yaml").write_text("mini_num_trian: 5\n")
+    try:
+        bad = subprocess.run(["./run.sh", "--stage", "7", "--preset", "bad_preset.yaml"], cwd=egs,
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        (egs / "bad_preset.yaml").unlink()
+    assert bad.returncode != 0 and "'mini_num_trian' is not a run.sh option" in bad.stdout + bad.stderr
+    nope = subprocess.run(["./run.sh", "--stage", "7", "--preset", "nope"], cwd=egs, capture_output=True,
+                          text=True, timeout=120)
+    assert nope.returncode != 0 and "no such preset: nope (known: cpu cpu_long gpu)" in nope.stdout + nope.stderr
