@@ -55,16 +55,11 @@ def read_points(path) -> Dict[int, dict]:
     A partial last line (a run killed while writing) is dropped from the file; any other
     unreadable line is an error naming the file and line.
     """
+    from espnet_blsp.utils.resumable import complete_lines
+
     path = Path(path)
-    if not path.exists():
-        return {}
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        raw = raw[: raw.rfind(b"\n") + 1]
-        with open(path, "r+b") as f:
-            f.truncate(len(raw))
     points = {}
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    for lineno, line in enumerate(complete_lines(path), 1):
         if not line.strip():
             continue
         try:

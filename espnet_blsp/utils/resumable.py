@@ -9,18 +9,24 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 
-def recover_lines(path: Path) -> Dict[str, str]:
-    """Read ``<utt> <value>`` lines written so far, dropping a partial last line."""
+def complete_lines(path: Path) -> List[str]:
+    """The complete lines of an append-only file; a partial last line (a run killed while
+    writing it) is cut from the file. A missing file has none."""
     path = Path(path)
     if not path.exists():
-        return {}
+        return []
     raw = path.read_bytes()
     if raw and not raw.endswith(b"\n"):
         raw = raw[: raw.rfind(b"\n") + 1]
         with open(path, "r+b") as f:
             f.truncate(len(raw))
+    return raw.decode("utf-8").splitlines()
+
+
+def recover_lines(path: Path) -> Dict[str, str]:
+    """Read ``<utt> <value>`` lines written so far, dropping a partial last line."""
     done: Dict[str, str] = {}
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    for lineno, line in enumerate(complete_lines(path), 1):
         if not line.strip():
             continue
         key, _, value = line.partition(" ")
