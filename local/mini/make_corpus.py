@@ -19,6 +19,7 @@ The voice is piper's en_US-joe-medium with per-utterance length and noise scales
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import random
 import sys
@@ -123,7 +124,10 @@ def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int) -> N
 
         P.ensure_asset("piper-joe")  # once, here: not in every worker at the same time
         threads = threads_per_job(nj)
-        with ProcessPoolExecutor(nj, initializer=_init_worker, initargs=(threads,)) as pool:
+        # spawn, not fork: this process may hold torch's thread pools (the LLM sentences),
+        # and a forked child that inherits them can hang
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(nj, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
             for utt, err in tqdm(pool.map(synthesize, jobs, chunksize=8), total=len(jobs), desc="piper", mininterval=5):
                 if err:
                     failed[utt] = err
