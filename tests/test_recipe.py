@@ -120,7 +120,7 @@ def test_run_sh_refuses_data_of_another_mini_size(recipe):
         other = subprocess.run(["./run.sh", "--stage", "7", "--mini_num_train", "20000"], cwd=egs,
                                capture_output=True, text=True, timeout=120)
         assert other.returncode != 0
-        assert "hold the mini corpus of mini_600_llm600, this run uses mini_20000_llm600" in other.stdout + other.stderr
+        assert "hold the mini corpus of mini_1200, this run uses mini_20000" in other.stdout + other.stderr
         assert "move data/, dump/ and exp/ aside" in other.stdout + other.stderr
     finally:
         (egs / "data" / ".mini_dir").unlink()
