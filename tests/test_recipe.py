@@ -113,7 +113,7 @@ def test_run_sh_refuses_data_of_another_mini_size(recipe):
     default (mini_2000) must not silently reuse the 2,000-utterance sets."""
     egs = recipe / "egs"
     (egs / "data").mkdir(exist_ok=True)
-    (egs / "data" / ".mini_dir").write_text("mini_600_llm600\n")  # the cpu preset's corpus
+    (egs / "data" / ".mini_dir").write_text("mini_1200\n")  # the cpu preset's corpus
     try:
         same = subprocess.run(["./run.sh", "--stage", "7"], cwd=egs, capture_output=True, text=True, timeout=120)
         assert same.returncode == 0, same.stdout + same.stderr
