@@ -217,7 +217,8 @@ class SpeechLLM(nn.Module):
         rows, spans, prefix_keys = [], [], []
         for b in range(B):
             p_ids, s_ids = prefix[b].to(dev).long(), suffix[b].to(dev).long()
-            prefix_keys.append(tuple(p_ids.tolist()))
+            if self.prefix_cache:  # the cache's key; .tolist() syncs a GPU, so only when used
+                prefix_keys.append(tuple(p_ids.tolist()))
             r_ids = response[b].to(dev).long() if response is not None else p_ids[:0]
             if r_ids.numel() > 0 and add_eos:
                 r_ids = torch.cat([r_ids, eos])  # (R_b + 1,)
@@ -244,7 +245,7 @@ class SpeechLLM(nn.Module):
                 if first == 0:
                     raise ValueError(f"sample {b}: a response needs a non-empty prompt before it")
                 targets[b, first - 1 : first - 1 + len(r_ids)] = r_ids
-        return PromptBatch(embeds, attn, pos, speech, targets, inp, lengths, prefix_keys)
+        return PromptBatch(embeds, attn, pos, speech, targets, inp, lengths, prefix_keys or None)
 
     # ------------------------------------------------------------------ forward
     def hidden_states(self, batch: PromptBatch) -> torch.Tensor:
