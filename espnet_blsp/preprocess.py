@@ -53,7 +53,8 @@ class BLSPPreprocessor:
 
             from espnet_blsp.llm.prompt import PromptTemplate
 
-            tokenizer = AutoTokenizer.from_pretrained(self.llm_path)
+            # as SpeechLLM loads it: a local dir (or the local HF cache), never a download
+            tokenizer = AutoTokenizer.from_pretrained(self.llm_path, local_files_only=True)
             self._template = PromptTemplate(tokenizer, kind=self.prompt_template)
         return self._template
 

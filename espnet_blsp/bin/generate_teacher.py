@@ -48,15 +48,6 @@ def read_kv(path):
     return _read_kv(Path(path))
 
 
-def load_template(llm: str, kind: str):
-    """The LLM's :class:`PromptTemplate` from its tokenizer alone (no weights)."""
-    from transformers import AutoTokenizer
-
-    from espnet_blsp.llm.prompt import PromptTemplate
-
-    return PromptTemplate(AutoTokenizer.from_pretrained(llm, local_files_only=True), kind)
-
-
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -137,7 +128,9 @@ def mix(args) -> None:
     missing = sorted(set(feats) - set(cont_ids))
     if missing:
         raise RuntimeError(f"{len(missing)} utterances lack a continuation, e.g. {missing[:5]}")
-    t = load_template(args.llm, args.prompt_template)
+    from espnet_blsp.preprocess import BLSPPreprocessor
+
+    t = BLSPPreprocessor(args.llm, args.prompt_template).template  # the tokenizer only, as training tokenises
     cont = {}  # utt -> (text for people, ids for training)
     for k in feats:
         ids = cont_ids[k].split()
