@@ -22,6 +22,7 @@ and the session goes on. ``--once`` answers one speech turn (``--wav``) or text 
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
@@ -167,8 +168,9 @@ def main(cmd=None) -> int:
     from espnet_blsp.api import load
 
     try:
-        model = load(args.exp_dir, device=args.device, checkpoint=args.checkpoint,
-                     speech_encoder=args.speech_encoder, llm=args.llm)
+        with contextlib.redirect_stdout(sys.stderr):  # espnet2 prints notices at import; stdout is the chat
+            model = load(args.exp_dir, device=args.device, checkpoint=args.checkpoint,
+                         speech_encoder=args.speech_encoder, llm=args.llm)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"chat: {e}")
     session = ChatSession(model, args.instruction, args.system, sys.stdout, sys.stderr,

@@ -67,7 +67,7 @@ def bot_messages(driver):
     from selenium.webdriver.common.by import By
 
     return [e.get_attribute("textContent") for e in
-            driver.find_elements(By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid='bot']")]
+            driver.find_elements(By.CSS_SELECTOR, "#chatbot [data-testid='bot'] .message-content")]
 
 
 def status(driver) -> str:
@@ -79,7 +79,8 @@ def upload(driver, wav: str, timeout: float = 30) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    field = driver.find_element(By.CSS_SELECTOR, "#audio input[type=file]")
+    field = WebDriverWait(driver, timeout).until(
+        lambda d: (d.find_elements(By.CSS_SELECTOR, "#audio input[type=file]") or [None])[0])
     field.send_keys(os.path.abspath(wav))
     WebDriverWait(driver, timeout).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, "#audio input[type=file]")
@@ -92,7 +93,9 @@ def ask(driver, wav: Optional[str] = None, message: Optional[str] = None, instru
     reply's text once the status line reports it (or raises with the status line's error)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
+    WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#send"))  # the page is up
     before = status(driver)
     m = REPLY_DONE.search(before)
     n = int(m.group(1)) if m else 0
