@@ -94,7 +94,7 @@ def build_demo(model, decode_opts: Optional[Dict] = None, title: Optional[str] =
         gr.Markdown(f"## espnet_blsp: talk to the model\n`{model.describe()}`\n\n"
                     "Send with a clip: the instruction (or your message, if you type one) + the clip. "
                     "Send without a clip: your message as a text turn.")
-        chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", render_markdown=False, height=360)
+        chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", render_markdown=False, height=520)
         with gr.Row():
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech", elem_id="audio")
             with gr.Column():

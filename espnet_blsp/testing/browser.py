@@ -39,7 +39,7 @@ def find_chromium():
     return (chromium, driver), None
 
 
-def start_chromium(user_data_dir: str, width: int = 1200, height: int = 1000):
+def start_chromium(user_data_dir: str, width: int = 1200, height: int = 1250):
     """A headless Chromium under selenium with a fresh profile in ``user_data_dir``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
