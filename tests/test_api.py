@@ -52,7 +52,8 @@ def models(tiny_exp, tiny_exp_chat):
 @pytest.fixture(scope="module")
 def wavs(tmp_path_factory):
     d = tmp_path_factory.mktemp("wavs")
-    return [_wav(d / f"c{i}.wav", _clip(s, seed=i, f0=f)) for i, (s, f) in enumerate([(1.3, 180), (0.6, 240), (2.1, 130)])]
+    shapes = [(1.3, 180), (0.6, 240), (2.1, 130)]  # (seconds, f0): three lengths, three voices
+    return [_wav(d / f"c{i}.wav", _clip(s, seed=i, f0=f)) for i, (s, f) in enumerate(shapes)]
 
 
 def test_import_is_light():

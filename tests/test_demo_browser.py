@@ -80,7 +80,8 @@ def browser(tmp_path_factory):
 
 def _clip(path: Path, seconds: float, f0: float) -> str:
     t = np.arange(int(seconds * 16000)) / 16000
-    x = np.sin(2 * np.pi * f0 * t) * (0.5 + 0.5 * np.sin(5 * t)) + 0.05 * np.random.default_rng(0).standard_normal(len(t))
+    noise = 0.05 * np.random.default_rng(0).standard_normal(len(t))
+    x = np.sin(2 * np.pi * f0 * t) * (0.5 + 0.5 * np.sin(5 * t)) + noise
     soundfile.write(str(path), (0.3 * x).astype(np.float32), 16000)
     return str(path)
 

@@ -41,6 +41,12 @@ PEFT_NOTE = (
     "`espnet_blsp.load`."
 )
 
+PEFT_NOTE_NO_LORA = (
+    "This model has no LoRA: only the adapter was trained. A model with Partial LoRA (BLSP-KD variant 7) "
+    "keeps those weights in `model.safetensors` too, not in peft's adapter format: peft adds the LoRA "
+    "update at every position, Partial LoRA at the speech positions only."
+)
+
 
 def _recipe_dir(exp_dir: Path) -> Path:
     """``egs2/blsp`` for ``egs2/blsp/exp/<tag>``: the dir that the config's relative paths start from."""
@@ -94,7 +100,8 @@ def model_card(tag: str, cfg: dict, meta: dict, exp_dir: Path, out_dir: Path) ->
     llm_conf = cfg["llm_conf"]
     lora = llm_conf.get("lora_conf")
     tuned = ["adapter"] + (["speech encoder"] if not cfg["speech_encoder_conf"].get("freeze", True) else []) + (
-        [f"Partial LoRA (r {lora.get('r')}, alpha {lora.get('alpha')}, on {lora.get('target_modules')})"] if lora else [])
+        [f"Partial LoRA (r {lora.get('r')}, alpha {lora.get('alpha')}, on {lora.get('target_modules')})"]
+        if lora else [])
     base = meta["base_models"]
     out = [
         f"# espnet_blsp model: {tag}",
@@ -111,7 +118,8 @@ def model_card(tag: str, cfg: dict, meta: dict, exp_dir: Path, out_dir: Path) ->
     ]
     for key, role in (("speech_encoder", "speech encoder"), ("llm", "LLM")):
         b = base[key]
-        out.append(f"| {role} | `{b['name_or_path']}` | `{b['resolved_path']}` | {b['config'].get('model_type', '?')} |")
+        model_type = b["config"].get("model_type", "?")
+        out.append(f"| {role} | `{b['name_or_path']}` | `{b['resolved_path']}` | {model_type} |")
     out += [
         "",
         f"Prompt template: `{llm_conf.get('prompt_template', 'blsp')}`; LLM dtype: `{llm_conf.get('dtype')}`; "
@@ -146,7 +154,7 @@ def model_card(tag: str, cfg: dict, meta: dict, exp_dir: Path, out_dir: Path) ->
     out += ["", "## Files", "",
             f"- `config.yaml`: the training config; `{EXPORT_WEIGHTS}`: the trainable weights "
             f"(from `{meta['checkpoint']}`); `{EXPORT_META}`: the base-model record `load` checks.",
-            "", "## Partial LoRA and peft", "", PEFT_NOTE if lora else "This model has no LoRA. " + PEFT_NOTE]
+            "", "## Partial LoRA and peft", "", PEFT_NOTE if lora else PEFT_NOTE_NO_LORA]
     return "\n".join(out) + "\n"
 
 
