@@ -3,11 +3,14 @@
 #   make test   install what the tests need and run them
 #   make mini-long  the longer CPU preset (conf/mini/preset_cpu_long.yaml)
 #   make demo   every stage on a generated corpus with tiny random models
+#   make web-demo  the web page to talk to a trained model (EXP=egs2/blsp/exp/<tag>, PORT=7860)
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 NJ ?= 2
+EXP ?= egs2/blsp/exp/train_blsp
+PORT ?= 7860
 
-.PHONY: install install-test install-mini test mini mini-long demo bench
+.PHONY: install install-test install-mini install-demo test mini mini-long demo web-demo bench
 
 install:
 	$(PIP) install -q -e .
@@ -17,6 +20,9 @@ install-test: install
 
 install-mini: install
 	$(PIP) install -q -e ".[mini]"
+
+install-demo: install
+	$(PIP) install -q -e ".[demo]"
 
 test: install-test
 	$(PYTHON) -m pytest -q tests
@@ -35,3 +41,6 @@ demo: install
 
 bench: install-test
 	$(PYTHON) benchmarks/run_cpu.py
+
+web-demo: install-demo
+	$(PYTHON) -m espnet_blsp.bin.demo --exp_dir $(EXP) --port $(PORT)

@@ -27,8 +27,11 @@ extras_require = {
     "mini": ["gguf", "accelerate", "piper-tts==1.8.0", "matplotlib"],
     # --use_deepspeed (ESPnet's DeepSpeed trainer; CUDA only)
     "deepspeed": ["deepspeed"],
-    # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes; matplotlib: learning curves
-    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib"],
+    # the web demo (python -m espnet_blsp.bin.demo, make web-demo)
+    "demo": ["gradio>=6,<7"],
+    # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes; matplotlib: learning curves;
+    # gradio + selenium: tests/test_demo_browser.py (with Debian's chromium and chromium-driver, .ci/run)
+    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib", "gradio>=6,<7", "selenium"],
 }
 
 setup(

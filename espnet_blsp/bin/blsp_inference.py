@@ -182,17 +182,24 @@ def load_config(exp_dir: Path) -> dict:
         return yaml.safe_load(f)
 
 
+def model_from_config(cfg: dict, speech_encoder: Optional[str] = None, llm: Optional[str] = None):
+    """BLSPModel of a training config (``exp_dir/config.yaml``), its trainable weights at their
+    seeded random init; ``speech_encoder`` / ``llm`` replace the recorded checkpoint paths."""
+    from espnet_blsp.tasks.blsp import build_blsp_model
+
+    enc_conf, llm_conf = dict(cfg["speech_encoder_conf"]), dict(cfg["llm_conf"])
+    if speech_encoder is not None:
+        enc_conf["model_name_or_path"] = str(speech_encoder)
+    if llm is not None:
+        llm_conf["model_name_or_path"] = str(llm)
+    torch.manual_seed(cfg.get("seed", 0))
+    return build_blsp_model(enc_conf, cfg["speech_adapter"], cfg["speech_adapter_conf"], llm_conf, cfg["model_conf"])
+
+
 def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], load: bool):
     """The model of ``exp_dir/config.yaml`` in eval mode; with ``load``, the trainable weights
     of ``find_checkpoint(exp_dir, checkpoint)``, else the adapter at its seeded random init."""
-    from espnet_blsp.tasks.blsp import build_blsp_model
-
-    cfg = load_config(exp_dir)
-    torch.manual_seed(cfg.get("seed", 0))
-    model = build_blsp_model(
-        cfg["speech_encoder_conf"], cfg["speech_adapter"], cfg["speech_adapter_conf"],
-        cfg["llm_conf"], cfg["model_conf"],
-    )
+    model = model_from_config(load_config(exp_dir))
     if load:
         ckpt = find_checkpoint(exp_dir, checkpoint)
         logging.info(f"loading {ckpt}")

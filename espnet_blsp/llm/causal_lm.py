@@ -192,6 +192,7 @@ class SpeechLLM(nn.Module):
         response: Optional[List[torch.Tensor]] = None,
         add_eos: bool = True,
         middle_is_speech: bool = True,
+        speech_spans: Optional[List[List[Tuple[int, int]]]] = None,
     ) -> PromptBatch:
         """prefix + middle + suffix + response (+ EOS) per sample, right-padded.
 
@@ -203,6 +204,9 @@ class SpeechLLM(nn.Module):
                 response None) gets no EOS and no targets.
             add_eos: append EOS after a non-empty response (and make it the last target).
             middle_is_speech: mark the middle in ``speech_mask`` (Partial LoRA on there).
+            speech_spans: per sample, the [start, end) ranges of the middle that are speech;
+                None: all of it. A multi-turn prompt whose middle holds text between its clips
+                (``SpeechChat``) marks only the clips.
         """
         B = len(prefix)
         if not (len(middle) == len(suffix) == B and (response is None or len(response) == B)):
@@ -237,7 +241,8 @@ class SpeechLLM(nn.Module):
         targets = torch.full((B, T), IGNORE_ID, dtype=torch.long, device=dev)
         for b, (P, n, S, r_ids) in enumerate(spans):
             if middle_is_speech:
-                speech[b, P : P + n] = True
+                for start, end in speech_spans[b] if speech_spans is not None else [(0, n)]:
+                    speech[b, P + start : P + end] = True
             # input KL rows: the middle itself, P .. P+n-1 (the output at s_i / x_i)
             inp[b, P : P + n] = True
             if r_ids.numel() > 0:

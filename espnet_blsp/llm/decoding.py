@@ -15,7 +15,8 @@ How it works:
 4. Rows (greedy) or utterances (beam search) that are finished are dropped from the batch and
    the cache, so a long hypothesis does not make the others pay for its steps.
 
-Greedy stops a row at EOS or after ``max_new_tokens``. Beam search keeps ``num_beams`` beams per
+Greedy stops a row at EOS or after ``max_new_tokens``; ``greedy_steps`` is the same loop as a
+generator of the tokens of each step (for streaming). Beam search keeps ``num_beams`` beams per
 utterance in the batch dimension (the cache is reordered every step); a hypothesis ending in
 EOS is scored ``sum log p / L ** length_penalty`` with L = generated tokens including the EOS;
 an utterance is done when it holds ``num_beams`` finished hypotheses and none of its live beams
@@ -28,7 +29,7 @@ speech prompt and its transcript are treated alike.
 
 import functools
 import inspect
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 
@@ -112,18 +113,31 @@ def decode(
 
 def greedy(llm, batch, max_new_tokens: int, repetition_penalty: float = 1.0) -> List[List[int]]:
     """Batched greedy decoding; see the module docstring."""
+    out: List[List[int]] = [[] for _ in range(batch.lengths.shape[0])]
+    for step in greedy_steps(llm, batch, max_new_tokens, repetition_penalty):
+        for b, tok in step:
+            out[b].append(tok)
+    return out
+
+
+@torch.no_grad()
+def greedy_steps(
+    llm, batch, max_new_tokens: int, repetition_penalty: float = 1.0
+) -> Iterator[List[Tuple[int, int]]]:
+    """Batched greedy decoding, one step at a time: yields the ``(sample, token)`` pairs
+    emitted at each step (EOS excluded; a finished sample no longer appears). ``greedy``
+    collects them; a streaming caller shows each token as it comes."""
     eos = llm.template.eos_id
+    if max_new_tokens <= 0:
+        return
     h, cache, attn, pos = _prefill(llm, batch)
     B = h.shape[0]
-    out: List[List[int]] = [[] for _ in range(B)]
     active = torch.arange(B, device=h.device)  # original row of each batch row
     # (B, V) tokens emitted so far; only needed (and only allocated) for a repetition penalty
     seen = torch.zeros(B, llm.vocab_size, dtype=torch.bool, device=h.device) if repetition_penalty != 1.0 else None
     for step in range(max_new_tokens):
         nxt = _next_logits(llm, h, seen, repetition_penalty).argmax(-1)  # (A,)
-        for b, tok in zip(active.tolist(), nxt.tolist()):
-            if tok != eos:
-                out[b].append(tok)
+        yield [(b, tok) for b, tok in zip(active.tolist(), nxt.tolist()) if tok != eos]
         keep = nxt != eos
         if step == max_new_tokens - 1 or not bool(keep.any()):
             break
@@ -137,7 +151,6 @@ def greedy(llm, batch, max_new_tokens: int, repetition_penalty: float = 1.0) -> 
         attn = torch.cat([attn, attn.new_ones(len(nxt), 1)], dim=1)
         h = _forward(llm, llm.embed(nxt[:, None]), attn, pos[:, None], cache)
         pos = pos + 1
-    return out
 
 
 def beam_search(

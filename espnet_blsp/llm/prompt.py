@@ -6,6 +6,9 @@ Usage::
     t = PromptTemplate(tok, "blsp")
     ids = t.prefix_ids(INSTRUCTIONS["asr"]) + <speech or t.text_ids(transcript)> + t.suffix_ids()
     # training appends t.text_ids(response) + [t.eos_id]
+    # a multi-turn conversation, cut at its speech clips (PLACEHOLDER marks each one):
+    pieces = t.conversation_ids([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+                                 {"role": "user", "content": INSTRUCTIONS["asr"] + PLACEHOLDER}])
 
 Kinds (a registry; an unknown name raises):
 
@@ -49,6 +52,7 @@ INSTRUCTIONS: Dict[str, str] = {
 
 BLSP_HUMAN = "###[Human]:"
 BLSP_ASSISTANT = "\n\n\n###[Assistant]:"
+BLSP_TURN_SEP = "\n\n\n"  # after a reply (or a system text) in a multi-turn blsp prompt
 PLACEHOLDER = "<|espnet_blsp_middle|>"
 _REPLY = "<|espnet_blsp_reply|>"
 
@@ -150,3 +154,55 @@ class PromptTemplate:
     def text_ids(self, text: str) -> List[int]:
         """Content tokens of a transcript or response: no BOS/EOS (n = len for CIF)."""
         return self._encode(text)
+
+    def conversation_ids(self, messages: List[Dict[str, str]]) -> List[List[int]]:
+        """Token ids of a multi-turn conversation, split at its speech clips.
+
+        ``messages`` are ``{"role": "system" | "user" | "assistant", "content": str}`` in
+        order, ending with a user turn; each speech clip stands in a user turn's content as
+        ``PLACEHOLDER`` (after the instruction, as in training). Returns k + 1 id lists for k
+        clips: the prompt is ``pieces[0] + clip_1 + pieces[1] + ... + clip_k + pieces[k]``,
+        and ``pieces[k]`` ends with the assistant header where the reply starts.
+
+        One user turn ``instruction + PLACEHOLDER`` gives exactly
+        ``[prefix_ids(instruction), suffix_ids()]``, the prompt of training and stage 5.
+
+        ``chat``: the tokenizer's chat template renders the whole conversation (with the
+        generation prompt) and the text is cut at the placeholders. ``blsp``: the turns are
+        joined as ``BOS [system\\n\\n\\n]###[Human]:{user}\\n\\n\\n###[Assistant]:{reply}\\n\\n\\n###[Human]:...``
+        (the papers show single turns only; the separator after a reply is ours, the one the
+        template already puts between the human turn and the assistant header). Each piece
+        between two clips is tokenised as one text.
+        """
+        if not messages or messages[-1].get("role") != "user":
+            raise ValueError("a conversation must end with a user turn")
+        for i, m in enumerate(messages):
+            role = m.get("role")
+            if role not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+                raise ValueError(f"message {i}: expected {{'role': system|user|assistant, 'content': str}}, got {m!r}")
+            if role == "system" and i != 0:
+                raise ValueError(f"message {i}: a system message may only come first")
+            if role != "user" and PLACEHOLDER in m["content"]:
+                raise ValueError(f"message {i}: speech can only stand in a user turn")
+        clips = sum(m["content"].count(PLACEHOLDER) for m in messages)
+        if self.kind == "blsp":
+            text = ""
+            for m in messages:
+                if m["role"] == "system":
+                    text += m["content"] + BLSP_TURN_SEP
+                elif m["role"] == "user":
+                    text += BLSP_HUMAN + m["content"] + BLSP_ASSISTANT
+                else:
+                    text += m["content"] + BLSP_TURN_SEP
+            bos = self._bos
+        else:
+            text = self._render(messages, add_generation_prompt=True)
+            bos = []
+        pieces = text.split(PLACEHOLDER)
+        if len(pieces) != clips + 1:
+            raise ValueError(
+                f"the {self.kind} template rendered {len(pieces) - 1} of the conversation's {clips} speech clips"
+            )
+        ids = [self._encode(p) for p in pieces]
+        ids[0] = bos + ids[0]
+        return ids
