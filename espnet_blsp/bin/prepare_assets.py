@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from espnet_blsp.assets import packages as P
+from espnet_blsp.utils import lifeline
 
 # --whisper choice -> (asset name, files of its CTranslate2 dir inside the first package, model.bin parts)
 WHISPERS = {
@@ -92,6 +93,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (prepare_assets) %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
+    lifeline.start()
     out = Path(args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     try:
