@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from espnet_blsp.utils.checkpoint import CheckpointError, load_trainer_checkpoint, load_weights, reporter_globals
 from espnet_blsp.utils.resumable import LineAppender, recover_lines
-from espnet_blsp.utils import lifeline
 
 # Instruction of each task (BLSP paper, Table 11; continuation from Table 1).
 TASKS = {
@@ -341,7 +340,6 @@ def _load_llm(args, device):
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    lifeline.start()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     if args.mode in ("speech", "untrained") and not args.exp_dir:

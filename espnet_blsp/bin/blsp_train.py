@@ -16,7 +16,6 @@ when it is unfrozen).
 """
 
 from espnet_blsp.tasks.blsp import BLSPTask
-from espnet_blsp.utils import lifeline
 
 
 def get_parser():
@@ -24,7 +23,6 @@ def get_parser():
 
 
 def main(cmd=None):
-    lifeline.start()  # DDP workers are this process's children: they go with it
     BLSPTask.main(cmd=cmd)
 
 

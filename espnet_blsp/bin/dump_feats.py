@@ -26,7 +26,6 @@ import torch
 from tqdm import tqdm
 
 from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job, threads_per_job
-from espnet_blsp.utils import lifeline
 
 SAMPLE_RATE = 16000
 HOP = 160  # Whisper: 10 ms frames
@@ -202,7 +201,6 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    lifeline.start()
     torch.set_num_threads(threads_per_job(args.nj))
     if args.merge:
         merge(args)

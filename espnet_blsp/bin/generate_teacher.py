@@ -35,7 +35,6 @@ import torch
 from tqdm import tqdm
 
 from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job, threads_per_job
-from espnet_blsp.utils import lifeline
 
 CONTINUATION = (
     "Continue the following text in a coherent and engaging style with less than 40 words."
@@ -182,7 +181,6 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    lifeline.start()
     if args.mix:
         for opt in ("llm", "dump_dir", "out_dir"):
             if not getattr(args, opt):

@@ -51,7 +51,6 @@ from espnet_blsp.bin.blsp_inference import (
 )
 from espnet_blsp.bin.generate_teacher import pick_device
 from espnet_blsp.scoring import curves
-from espnet_blsp.utils import lifeline
 from espnet_blsp.utils.checkpoint import CheckpointError
 
 

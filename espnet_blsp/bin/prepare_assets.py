@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from espnet_blsp.assets import packages as P
-from espnet_blsp.utils import lifeline
 
 # --whisper choice -> (asset name, files of its CTranslate2 dir inside the first package, model.bin parts)
 WHISPERS = {
@@ -93,7 +92,6 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (prepare_assets) %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    lifeline.start()
     out = Path(args.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -4,8 +4,8 @@ utils/run.pl starts every job in a session of its own (so that it can kill a job
 process group), which also means a SIGKILL of run.sh, or of its process group, does not
 reach the jobs: they would go on appending to the files a re-run writes too. run.sh
 therefore exports ``BLSP_LIFELINE=<host>:<pid>:<start time>`` (its own PID, and the start
-time from ``/proc/<pid>/stat`` against PID reuse), and each long-running entry point calls
-:func:`start`: a daemon thread that checks every ``interval`` seconds whether that process
+time from ``/proc/<pid>/stat`` against PID reuse), and ``espnet_blsp/__init__.py`` calls
+:func:`start` in every process that imports the package: a daemon thread that checks every ``interval`` seconds whether that process
 is still alive, and when it is gone (or a zombie) kills this process's descendants (DDP
 workers, DataLoader workers, ...) and then this process, with SIGKILL.
 
@@ -23,6 +23,7 @@ import time
 from typing import Dict, List, Optional
 
 ENV = "BLSP_LIFELINE"
+_started = False
 
 
 def _stat_fields(pid: int) -> Optional[List[str]]:
@@ -87,7 +88,10 @@ def parse(value: str):
 
 
 def start(interval: float = 0.5) -> bool:
-    """Watch the run.sh named by ``$BLSP_LIFELINE``; True when the watch runs."""
+    """Watch the run.sh named by ``$BLSP_LIFELINE``; True when the watch runs (once per process)."""
+    global _started
+    if _started:
+        return True
     value = os.environ.get(ENV, "")
     if not value:
         return False
@@ -99,4 +103,5 @@ def start(interval: float = 0.5) -> bool:
     if host != socket.gethostname() or not os.path.isdir("/proc"):
         return False
     threading.Thread(target=_watch, args=(pid, started, interval), name="lifeline", daemon=True).start()
+    _started = True
     return True

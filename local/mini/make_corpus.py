@@ -31,7 +31,6 @@ from typing import Dict, List, Tuple
 
 from tqdm import tqdm
 
-from espnet_blsp.utils import lifeline
 from espnet_blsp.utils.resumable import threads_per_job
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -221,7 +220,6 @@ def check_splits(out: Path, splits: Dict[str, List[str]]) -> None:
 
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    lifeline.start()  # the synthesis workers are children of this process: they go with it
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", required=True)
     p.add_argument("--num_train", type=int, default=2000)
