@@ -410,6 +410,7 @@ def test_truncated_append_only_files_and_epoch_checkpoint_are_redone(assets, bas
     log.info(f"truncation: {figures}")
 
 
+@pytest.mark.slow  # the baseline run (~1.5 min) when it is the only case of the module that runs
 def test_stage5_names_a_broken_checkpoint_in_one_line(assets, baseline):
     """Stage 5 alone on an exp dir whose best checkpoint is cut short: one line naming the
     file (and what it links to) and the fix, no traceback."""
