@@ -27,10 +27,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
-import numpy as np
-import torch
 import espnet2.main_funcs.average_nbest_models
 import espnet2.train.trainer
+import numpy as np
+import torch
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.trainer import Trainer
