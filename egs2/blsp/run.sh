@@ -135,6 +135,24 @@ if [ "${use_responses}" = true ]; then
 fi
 device=$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)
 mkdir -p "${expdir}"
+# the jobs (run.pl starts each in a session of its own) exit when this process is gone
+BLSP_LIFELINE="$(hostname):$$:$(sed 's/.*) //' /proc/$$/stat 2>/dev/null | cut -d' ' -f20)"
+export BLSP_LIFELINE
+# one run.sh at a time per experiment dir, and per data/ + dump/ while stages 0-3 write them
+take_lock() {  # <fd> <lock file>: flock held until run.sh exits or closes the fd
+    eval "exec $1>>\"$2\""
+    if ! flock -n "$1"; then
+        log "$2 is held by another run.sh ($(cat "$2" 2>/dev/null)); wait for it to finish or stop it, then run again"
+        exit 1
+    fi
+    echo "pid $$: ${run_cmd}" > "$2"
+}
+if command -v flock > /dev/null; then
+    take_lock 9 "${expdir}/.lock"
+    if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 0 ]; then mkdir -p data && take_lock 8 data/.lock; fi
+else
+    log "flock not found: no lock against a second run.sh on ${expdir}"
+fi
 echo "${run_cmd}" >> "${expdir}/run.sh.cmd"
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
@@ -200,6 +218,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
         touch "${out}/.done"
     done
 fi
+exec 8>&-  # data/ and dump/ are written: release data/.lock
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     data_opts=()

@@ -34,6 +34,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from espnet_blsp.utils.checkpoint import CheckpointError, load_trainer_checkpoint, load_weights, reporter_globals
 from espnet_blsp.utils.resumable import LineAppender, recover_lines
 
 # Instruction of each task (BLSP paper, Table 11; continuation from Table 1).
@@ -59,6 +60,9 @@ TASKS = {
     ),
     "qa": None,  # per-utterance question from data_dir/question
 }
+# classes besides tensors and plain values that DeepSpeed's model states may hold (ESPnet's
+# reporter stats); anything else is refused instead of unpickled
+DEEPSPEED_SAFE_GLOBALS = reporter_globals()
 LANGS = {"de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch",
          "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "ca": "Catalan",
          "id": "Indonesian", "ja": "Japanese", "sl": "Slovenian", "sv": "Swedish",
@@ -120,7 +124,10 @@ def load_reporter(path: Path):
     ``checkpoint.pth`` or DeepSpeed's ``mp_rank_00_model_states.pt``; None if it holds none."""
     from espnet2.train.reporter import Reporter
 
-    state = torch.load(path, map_location="cpu", weights_only=False)  # the stats hold timedeltas
+    if path.name == "checkpoint.pth":
+        state = load_trainer_checkpoint(path)
+    else:  # weights only: the DeepSpeed states hold tensors, plain values and the stats' timedeltas
+        state = load_weights(path, allow=DEEPSPEED_SAFE_GLOBALS)
     if not state.get("reporter"):
         return None
     reporter = Reporter()
@@ -166,8 +173,9 @@ def find_checkpoint(exp_dir: Path, name: Optional[str]) -> Path:
 
 
 def load_trainable_state(path: Path) -> Dict[str, torch.Tensor]:
-    """The trainable weights in an ESPnet ``.pth`` or a DeepSpeed ``mp_rank_00_model_states.pt``."""
-    state = torch.load(path, map_location="cpu", weights_only=path.suffix == ".pth")
+    """The trainable weights in an ESPnet ``.pth`` or a DeepSpeed ``mp_rank_00_model_states.pt``
+    (loaded weights only); a missing or unreadable file is a CheckpointError naming it."""
+    state = load_weights(path, allow=DEEPSPEED_SAFE_GLOBALS)
     if isinstance(state.get("module"), dict):  # DeepSpeed: the model's state_dict under "module"
         state = state["module"]
     return state
@@ -203,7 +211,10 @@ def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], 
     if load:
         ckpt = find_checkpoint(exp_dir, checkpoint)
         logging.info(f"loading {ckpt}")
-        model.load_state_dict(load_trainable_state(ckpt))
+        try:
+            model.load_state_dict(load_trainable_state(ckpt))
+        except CheckpointError as e:
+            raise SystemExit(str(e)) from None
     return model.to(device).eval()
 
 

@@ -51,6 +51,7 @@ from espnet_blsp.bin.blsp_inference import (
 )
 from espnet_blsp.bin.generate_teacher import pick_device
 from espnet_blsp.scoring import curves
+from espnet_blsp.utils.checkpoint import CheckpointError
 
 
 class _Collect:
@@ -232,7 +233,7 @@ def main(cmd: Optional[List[str]] = None) -> Dict[int, dict]:
     command = "python -m espnet_blsp.bin.learning_curve " + shlex.join(cmd if cmd is not None else sys.argv[1:])
     try:
         return run(args, command)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
         raise SystemExit(f"learning_curve: error: {e}") from None
 
 

@@ -19,6 +19,7 @@ Config keys (YAML mirrors the constructors)::
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
+import espnet2.main_funcs.average_nbest_models
+import espnet2.train.trainer
 import numpy as np
 import torch
 from espnet2.tasks.abs_task import AbsTask
@@ -39,6 +42,7 @@ from espnet_blsp.adapters import CFormerAdapter, CNNAdapter
 from espnet_blsp.collate import BLSPCollateFn
 from espnet_blsp.espnet_model import BLSPModel
 from espnet_blsp.preprocess import build_preprocessor
+from espnet_blsp.utils.checkpoint import atomic_save, repair_experiment
 from espnet_blsp.utils.resumable import threads_per_job
 
 # ``--adapter`` belongs to ESPnet's own LoRA/Houlsby options, hence ``speech_adapter``.
@@ -57,10 +61,54 @@ def resolve_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
 
 
+class _TorchWithAtomicSave:
+    """``torch`` as ESPnet's trainer modules see it inside :class:`BLSPTrainer`: every
+    attribute is torch's own, except ``save``, which is :func:`atomic_save`."""
+
+    def __getattr__(self, name):
+        return atomic_save if name == "save" else getattr(torch, name)
+
+
+@contextlib.contextmanager
+def atomic_espnet_saves():
+    """Within this block, the checkpoints ESPnet's Trainer.run and average_nbest_models
+    write (checkpoint.pth, <N>epoch.pth, *.ave_*.pth) are complete or absent."""
+    modules = (espnet2.train.trainer, espnet2.main_funcs.average_nbest_models)
+    saved = [m.torch for m in modules]
+    for m in modules:
+        m.torch = _TorchWithAtomicSave()
+    try:
+        yield
+    finally:
+        for m, t in zip(modules, saved):
+            m.torch = t
+
+
+class BLSPTrainer(Trainer):
+    """ESPnet's Trainer whose checkpoints are written atomically, and which repairs the
+    experiment dir (``repair_experiment``) before it resumes."""
+
+    @classmethod
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+        if trainer_options.resume:
+            if not distributed_option.distributed or distributed_option.dist_rank == 0:
+                repair_experiment(trainer_options.output_dir, trainer_options.best_model_criterion)
+            if distributed_option.distributed:
+                torch.distributed.barrier()  # the other ranks resume from the repaired dir
+        with atomic_espnet_saves():
+            super().run(
+                model=model, optimizers=optimizers, schedulers=schedulers,
+                train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                plot_attention_iter_factory=plot_attention_iter_factory,
+                trainer_options=trainer_options, distributed_option=distributed_option,
+            )
+
+
 class BLSPTask(AbsTask):
     num_optimizers: int = 1
     class_choices_list = [speech_adapter_choices]
-    trainer = Trainer
+    trainer = BLSPTrainer
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
@@ -144,6 +192,7 @@ class BLSPTask(AbsTask):
             args = cls.get_parser().parse_args(cmd)
         if args.use_deepspeed and not (args.collect_stats or args.print_config):
             check_deepspeed_args(args)
+            cls.trainer = Trainer  # ESPnet swaps in its DeepSpeedTrainer only for its own Trainer
         super().main(args=args)
 
     @classmethod
