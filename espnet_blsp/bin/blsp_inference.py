@@ -250,8 +250,11 @@ def whisper_transcribe(whisper_path: str, wav_dir: Path, keys: List[str], out: P
     done = recover_lines(out)
     todo = [k for k in keys if k not in done]
     if todo:
-        processor = WhisperProcessor.from_pretrained(whisper_path)
-        model = WhisperForConditionalGeneration.from_pretrained(whisper_path).to(device).eval()
+        from espnet_blsp.utils.model_paths import resolve_model_dir
+
+        path = resolve_model_dir(whisper_path, "whisper")  # a dir, or a hub id's cached snapshot
+        processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
+        model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True).to(device).eval()
         source = AudioSource(wav_dir)
         is_multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
         kwargs = dict(language="en", task="transcribe") if is_multilingual else {}
