@@ -233,3 +233,17 @@ def test_corrupt_and_empty_audio_reasons_are_about_the_file(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(AudioError, match=f"utterance u2: empty audio file \\(0 bytes\\): {empty}"):
         load_wav(str(empty), utt_id="u2")
+
+
+def test_config_check_mark_skips_only_while_nothing_changed(tmp_path, capsys):
+    from espnet_blsp.bin.check_config import main
+
+    config, mark = tmp_path / "x.yaml", tmp_path / "exp/.config_checked"
+    config.write_text((REPO / "conf/tuning/train_tiny_cnn.yaml").read_text())
+    main(["--train_config", str(config), "--mark", str(mark)])
+    assert f"files:{config}=" in mark.read_text()
+    config.write_text(config.read_text().replace("bottleneck_dim:", "bottleneck_dm:"))
+    with pytest.raises(SystemExit) as e:  # the config changed: checked again
+        main(["--train_config", str(config), "--mark", str(mark)])
+    assert e.value.code == 1
+    assert f"unknown key 'bottleneck_dm' in speech_adapter_conf of {config}" in capsys.readouterr().err

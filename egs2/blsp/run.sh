@@ -113,10 +113,6 @@ if [ -z "${train_config}" ]; then
     esac
 fi
 [ -f "${train_config}" ] || { log "no such config: ${train_config}"; exit 1; }
-# every key of the configs must be one that is read: a typo stops the run here, one line each
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge ${stage} ]; then
-    python -m espnet_blsp.bin.check_config --train_config "${train_config}" --decode_config "${decode_config}" || exit 1
-fi
 # data/ and dump/ of the mini corpus are named by split, not by size: a run on another
 # --mini_dir (e.g. --ngpu 1 after the CPU default) would silently reuse the old sets
 if [ "${corpus}" = mini ] && [ -f data/.mini_dir ] && [ "$(cat data/.mini_dir)" != "${mini_dir}" ]; then
@@ -135,6 +131,12 @@ if [ "${ngpu}" -gt 0 ] && [ ${stage} -le 5 ] && [ ${stop_stage} -ge 2 ] && \
 fi
 tag=${tag:-$(basename "${train_config}" .yaml)}
 expdir=exp/${tag}
+# every key of the configs must be one that is read: a typo stops the run here, one line each
+# (checked again only when a config or the package changed: the mark)
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge ${stage} ]; then
+    python -m espnet_blsp.bin.check_config --train_config "${train_config}" --decode_config "${decode_config}" \
+        --mark "${expdir}/.config_checked" || exit 1
+fi
 log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}, preset ${preset}"
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}

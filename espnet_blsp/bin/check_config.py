@@ -3,6 +3,7 @@
 
 Usage:
     python -m espnet_blsp.bin.check_config --train_config conf/train_blsp.yaml --decode_config conf/decode.yaml
+    python -m espnet_blsp.bin.check_config --train_config conf/train_blsp.yaml --mark exp/train_blsp/.config_checked
     python -m espnet_blsp.bin.check_config --speech_encoder assets/whisper-base --llm assets/smollm2-135m-instruct
 
 Training config: every top-level key must be an option of ``BLSPTask.get_parser()`` (the
@@ -17,7 +18,9 @@ Each problem is one line on stderr, e.g.::
 
     unknown key 'bottleneck_dm' in speech_adapter_conf of conf/x.yaml (did you mean 'bottleneck_dim'?)
 
-and the exit status is 1 when there is any.
+and the exit status is 1 when there is any. With ``--mark FILE`` a passed check is recorded
+(the configs by content, the espnet_blsp sources and the espnet version), and the check is
+skipped while that record holds: importing ESPnet's task takes 5-20 s, on every run.sh call.
 """
 
 import argparse
@@ -158,13 +161,30 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode_config", help="decode config (YAML: blsp_inference options)")
     p.add_argument("--speech_encoder", help="Whisper checkpoint dir or cached hub id")
     p.add_argument("--llm", help="causal-LM checkpoint dir or cached hub id (with its tokenizer)")
+    p.add_argument("--mark", help="record of a passed config check; skip the check while it holds")
     return p
+
+
+def config_mark(args) -> dict:
+    """What a config check depends on: the configs' content, this package's sources, espnet."""
+    from importlib.metadata import version
+
+    import espnet_blsp
+    from espnet_blsp.utils.stage_marks import describe
+
+    files = [f for f in (args.train_config, args.decode_config) if f]
+    return describe([f"espnet={version('espnet')}"], files=files, trees=[str(Path(espnet_blsp.__file__).parent)])
 
 
 def main(argv=None) -> None:
     from espnet_blsp.utils.model_paths import check_model_path
 
+    from espnet_blsp.utils.stage_marks import changes, read_mark, write_mark
+
     args = get_parser().parse_args(argv)
+    mark = config_mark(args) if args.mark else None
+    if mark is not None and not changes(read_mark(args.mark), mark):
+        args.train_config = args.decode_config = None  # checked before, nothing changed since
     problems: List[str] = []
     if args.train_config:
         problems += check_train_config(args.train_config)
@@ -178,6 +198,8 @@ def main(argv=None) -> None:
         print(line, file=sys.stderr)
     if problems:
         sys.exit(1)
+    if mark is not None:
+        write_mark(args.mark, mark)
 
 
 if __name__ == "__main__":

@@ -64,12 +64,13 @@ def match(ref: Dict[str, str], hyp: Dict[str, str], allow_missing: bool = False,
         raise ValueError(
             f"{hyp_name}: {len(extra)} utterance ids are not in {ref_name}, "
             f"e.g. {' '.join(extra[:_SHOW_IDS])}")
-    dropped = sorted(set(ref) & set(excluded or {}) - set(hyp))
+    dropped = sorted((set(ref) & set(excluded or {})) - set(hyp))
     if dropped:
         logging.info(f"{hyp_name}: {len(dropped)} of {len(ref)} utterances of {ref_name} not scored, "
                      f"excluded in stage 2 (reasons in {excluded_name}): {' '.join(dropped[:_SHOW_IDS])}"
                      + (" ..." if len(dropped) > _SHOW_IDS else ""))
-        ref = {k: v for k, v in ref.items() if k not in set(dropped)}
+        gone = set(dropped)
+        ref = {k: v for k, v in ref.items() if k not in gone}
     missing = sorted(set(ref) - set(hyp))
     if missing and not allow_missing:
         checked = f"excluded in stage 2 ({excluded_name})" if excluded is not None else "excluded in stage 2"

@@ -14,7 +14,7 @@ per ``trees`` entry:
   ``wav.scp`` also brings in the size and mtime of every audio file it names (a replaced
   or repaired clip redoes the dumping).
 - ``trees``: every file below a directory (a corpus root) by path, size and mtime, audio
-  files left out (stage 1 reads transcripts and lists, stage 2's ``files`` covers audio).
+  files and ``__pycache__`` left out (stage 1 reads transcripts and lists, stage 2's ``files`` covers audio).
 """
 
 import hashlib
@@ -74,7 +74,7 @@ def tree_digest(root) -> str:
         return "missing"
     h = hashlib.sha1()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         for name in sorted(filenames):
             if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
                 continue
