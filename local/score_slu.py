@@ -38,7 +38,8 @@ def main(argv=None) -> None:
         p.error("give exactly one of --task and --classes")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     try:
-        score_slu(args.ref, args.hyp, args.out, task=args.task, classes=classes, allow_missing=args.allow_missing, excluded=args.excluded,
+        score_slu(args.ref, args.hyp, args.out, task=args.task, classes=classes, allow_missing=args.allow_missing,
+                  excluded=args.excluded,
                   command=cli_command(None if argv is None else [__file__, *argv]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"{p.prog}: error: {e}")

@@ -31,7 +31,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     try:
         score_wer(args.ref, args.hyp, args.out, allow_missing=args.allow_missing,
-                  normalize=not args.no_normalize, excluded=args.excluded, command=cli_command(None if argv is None else [__file__, *argv]))
+                  normalize=not args.no_normalize, excluded=args.excluded,
+                  command=cli_command(None if argv is None else [__file__, *argv]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"{p.prog}: error: {e}")
 

@@ -247,3 +247,15 @@ def test_config_check_mark_skips_only_while_nothing_changed(tmp_path, capsys):
         main(["--train_config", str(config), "--mark", str(mark)])
     assert e.value.code == 1
     assert f"unknown key 'bottleneck_dm' in speech_adapter_conf of {config}" in capsys.readouterr().err
+
+
+def test_score_cli_takes_the_exclusion_list(tmp_path):
+    _write(tmp_path / "ref", ["u1 a b", "u2 c d", "u3 e"])
+    _write(tmp_path / "hyp", ["u1 a b"])
+    _write(tmp_path / "excluded.txt", ["u2 too long: 31.00 s > 30 s: /c/u2.wav", "u3 unreadable audio"])
+    out = subprocess.run([sys.executable, str(REPO / "local/score_wer.py"), "--ref", "ref", "--hyp", "hyp",
+                          "--out", "s", "--excluded", "excluded.txt"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "ref_words=2 utts=1 excluded=2 (in stage 2, not scored)" in out.stdout
+    assert "--excluded excluded.txt" in (tmp_path / "s/score.json").read_text()

@@ -239,7 +239,8 @@ def ark_entry_problem(spec: str, handles: Dict[str, object]) -> Optional[str]:
     rows, cols = struct.unpack("<i", head[6:10])[0], struct.unpack("<i", head[11:15])[0]
     end = int(offset) + _MATRIX_HEADER + rows * cols * width
     if end > size:
-        return f"{path} ends at byte {size}, but the {rows}x{cols} matrix at {offset} needs {end} (the ark was cut short)"
+        return (f"{path} ends at byte {size}, but the {rows}x{cols} matrix at {offset} needs {end} "
+                "(the ark was cut short)")
     return None
 
 
