@@ -259,3 +259,16 @@ def test_score_cli_takes_the_exclusion_list(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "ref_words=2 utts=1 excluded=2 (in stage 2, not scored)" in out.stdout
     assert "--excluded excluded.txt" in (tmp_path / "s/score.json").read_text()
+
+
+def test_loading_a_cut_short_record_names_utterance_and_ark(tmp_path):
+    from espnet_blsp.bin.dump_feats import load_feats
+
+    ark, scp = tmp_path / "feats.1.ark", tmp_path / "feats.1.scp"
+    kaldiio.save_ark(str(ark), {"u1": np.ones((91, 80), dtype=np.float32)}, scp=str(scp))
+    spec = scp.read_text().split()[1]
+    assert load_feats(spec, "u1").shape == (91, 80)
+    with open(ark, "r+b") as f:
+        f.truncate(ark.stat().st_size - 100)
+    with pytest.raises(ValueError, match=rf"^utterance u1: cannot read its features: {ark} ends at byte"):
+        load_feats(spec, "u1")

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import kaldiio
 import torch
 import yaml
 from tqdm import tqdm
 
+from espnet_blsp.bin.dump_feats import load_feats
 from espnet_blsp.utils.resumable import LineAppender, recover_lines
 
 # Instruction of each task (BLSP paper, Table 11; continuation from Table 1).
@@ -217,9 +217,9 @@ def decode_speech(model, keys, feats_scp, prefixes, args, writer, device) -> Non
     ``(utt, response)`` pairs (a ``LineAppender``, or anything with that method)."""
     llm = model.llm
     suffix = torch.tensor(llm.template.suffix_ids(), device=device)
-    lengths = {k: kaldiio.load_mat(feats_scp[k]).shape[0] for k in keys}
+    lengths = {k: load_feats(feats_scp[k], k).shape[0] for k in keys}
     for batch in tqdm(list(batches(keys, lengths, args.batch_size)), desc="decode", mininterval=5):
-        mats = [torch.from_numpy(kaldiio.load_mat(feats_scp[k]).copy()) for k in batch]
+        mats = [torch.from_numpy(load_feats(feats_scp[k], k).copy()) for k in batch]
         lens = torch.tensor([m.shape[0] for m in mats], device=device)
         speech = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True).to(device)
         hyps = model.generate(

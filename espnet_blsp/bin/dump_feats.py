@@ -244,6 +244,22 @@ def ark_entry_problem(spec: str, handles: Dict[str, object]) -> Optional[str]:
     return None
 
 
+def load_feats(spec: str, utt: str) -> np.ndarray:
+    """``kaldiio.load_mat(spec)`` whose error names the utterance and the ark (kaldiio reads
+    a record cut short as a bare ``cannot reshape array``)."""
+    try:
+        return kaldiio.load_mat(spec)
+    except Exception as e:  # noqa: BLE001 - re-raised with the utterance and the file
+        handles: Dict[str, object] = {}
+        try:
+            problem = ark_entry_problem(spec, handles) or f"{spec}: {e}"
+        finally:
+            for f in handles.values():
+                f.close()
+        raise ValueError(f"utterance {utt}: cannot read its features: {problem}; "
+                         "re-run stage 2, which dumps broken entries again") from None
+
+
 def find_broken(entries: Dict[str, str]) -> Dict[str, Tuple[str, str]]:
     """utt -> (ark, problem) for every ``path.ark:offset`` entry that does not fit its ark."""
     handles: Dict[str, object] = {}
