@@ -16,15 +16,19 @@ plot linked and its table copied under "Learning curves".
 
 With ``--score``, every ``decode_<task>_<testset>/text`` is (re)scored first against
 ``<data_root>/<testset>/{text,translation,label}`` or the Text+LLM outputs; without it,
-existing ``score/score.json`` files are only collected. Exits 1 (after writing
+existing ``score/score.json`` files are only collected. Utterances that stage 2 excluded
+(``<dump_root>/<testset>/excluded.txt``: bad audio, too long, too short) are not scored;
+RESULTS.md says per test set how many stages 1 and 2 excluded, why, and links the lists.
+Exits 1 (after writing
 RESULTS.md, which lists them) if any decode dir could not be scored.
 """
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from espnet_blsp.scoring.results import make_systems, parse_st_lang, render, score_systems
+from espnet_blsp.scoring.results import exclusion_notes, make_systems, parse_st_lang, render, score_systems
 from espnet_blsp.scoring.tables import cli_command
 
 
@@ -44,11 +48,14 @@ def main(argv=None) -> None:
     p.add_argument("--title", default=None, help="heading (default: the first --exp tag)")
     p.add_argument("--score", action="store_true", help="(re)score every decode dir before collecting")
     p.add_argument("--data_root", type=Path, default=Path("data"), help="where <testset>/{text,...} live")
+    p.add_argument("--dump_root", type=Path, default=Path("dump"),
+                   help="where stage 2 wrote <testset>/excluded.txt (its utterances are not scored)")
     p.add_argument("--st_lang", default="de", help='ST target language: "de", or "set1=de set2=fr"')
     p.add_argument("--allow_missing", action="store_true", help="score missing hypotheses as empty")
     p.add_argument("--tasks", default=None, help='only these tasks, e.g. "asr st" (default: all found)')
     p.add_argument("--test_sets", default=None, help="only these test sets, in this column order")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     if args.out is None and not args.exp:
         p.error("give --out when no --exp is given")
     out = args.out or args.exp[0] / "RESULTS.md"
@@ -56,12 +63,14 @@ def main(argv=None) -> None:
         systems = make_systems(args.exp, args.system)
         problems = []
         if args.score:
-            problems = score_systems(systems, args.data_root, parse_st_lang(args.st_lang), args.allow_missing)
+            problems = score_systems(systems, args.data_root, parse_st_lang(args.st_lang), args.allow_missing,
+                                     dump_root=args.dump_root)
+        test_sets = args.test_sets.split() if args.test_sets else sorted({ts for s in systems for _, ts in s.decodes})
         title = args.title or (args.exp[0].resolve().name if args.exp else out.parent.resolve().name)
         text = render(systems, title, cli_command(None if argv is None else [__file__, *argv]), args.exp,
                       tasks=args.tasks.split() if args.tasks else None,
                       test_sets=args.test_sets.split() if args.test_sets else None, problems=problems,
-                      out_path=out)
+                      out_path=out, exclusions=exclusion_notes(test_sets, args.data_root, args.dump_root, out))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"{p.prog}: error: {e}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,14 +33,17 @@ def main(argv=None) -> None:
     p.add_argument("--tokenize", default=None, help="sacrebleu tokenizer for every direction (overrides --lang)")
     p.add_argument("--allow_missing", action="store_true",
                    help="score reference ids without a hypothesis as empty (reported) instead of failing")
+    p.add_argument("--excluded", action="append", default=None,
+                   help="stage 2's excluded.txt of each direction's test set (repeatable, one per --ref)")
     args = p.parse_args(argv)
     n = len(args.ref)
-    if len(args.hyp) != n or len(args.lang) != n or (args.name is not None and len(args.name) != n):
+    if len(args.hyp) != n or len(args.lang) != n or (args.name is not None and len(args.name) != n) or \
+            (args.excluded is not None and len(args.excluded) != n):
         p.error(f"give one --hyp, --lang (and --name, if any) per --ref: {n} --ref, {len(args.hyp)} --hyp, "
                 f"{len(args.lang)} --lang, {len(args.name or [])} --name")
     names = args.name or [default_direction_name(h) for h in args.hyp]
-    directions = [dict(ref=r, hyp=h, lang=lang, name=name)
-                  for r, h, lang, name in zip(args.ref, args.hyp, args.lang, names)]
+    directions = [dict(ref=r, hyp=h, lang=lang, name=name, excluded=x)
+                  for r, h, lang, name, x in zip(args.ref, args.hyp, args.lang, names, args.excluded or [None] * n)]
     try:
         score_bleu(directions, args.out, allow_missing=args.allow_missing, tokenize=args.tokenize,
                    command=cli_command(None if argv is None else [__file__, *argv]))

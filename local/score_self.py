@@ -24,9 +24,11 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="output dir for score.json and result.txt")
     p.add_argument("--allow_missing", action="store_true",
                    help="score reference ids without a hypothesis as empty (reported) instead of failing")
+    p.add_argument("--excluded", default=None,
+                   help="stage 2's dump/<set>/excluded.txt: its utterances are not scored (logged)")
     args = p.parse_args(argv)
     try:
-        score_self(args.ref, args.hyp, args.out, allow_missing=args.allow_missing,
+        score_self(args.ref, args.hyp, args.out, allow_missing=args.allow_missing, excluded=args.excluded,
                    command=cli_command(None if argv is None else [__file__, *argv]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"{p.prog}: error: {e}")

@@ -31,12 +31,15 @@ def main(argv=None) -> None:
     p.add_argument("--classes", default=None, help="comma-separated class list (instead of --task)")
     p.add_argument("--allow_missing", action="store_true",
                    help="score reference ids without a hypothesis as empty (reported) instead of failing")
+    p.add_argument("--excluded", default=None,
+                   help="stage 2's dump/<set>/excluded.txt: its utterances are not scored (logged)")
     args = p.parse_args(argv)
     if (args.task is None) == (args.classes is None):
         p.error("give exactly one of --task and --classes")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     try:
         score_slu(args.ref, args.hyp, args.out, task=args.task, classes=classes, allow_missing=args.allow_missing,
+                  excluded=args.excluded,
                   command=cli_command(None if argv is None else [__file__, *argv]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"{p.prog}: error: {e}")

@@ -26,10 +26,13 @@ def main(argv=None) -> None:
                    help="score reference ids without a hypothesis as empty (reported) instead of failing")
     p.add_argument("--no_normalize", action="store_true",
                    help="compare whitespace-split words as they are (no English normaliser)")
+    p.add_argument("--excluded", default=None,
+                   help="stage 2's dump/<set>/excluded.txt: its utterances are not scored (logged)")
     args = p.parse_args(argv)
     try:
         score_wer(args.ref, args.hyp, args.out, allow_missing=args.allow_missing,
-                  normalize=not args.no_normalize, command=cli_command(None if argv is None else [__file__, *argv]))
+                  normalize=not args.no_normalize, excluded=args.excluded,
+                  command=cli_command(None if argv is None else [__file__, *argv]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"{p.prog}: error: {e}")
 

@@ -1,13 +1,18 @@
-"""egs2/blsp/run.sh end to end (stages 1-6) on a fake corpus with tiny random models."""
+"""egs2/blsp/run.sh end to end (stages 1-6) on a fake corpus with tiny random models.
+
+The test set holds, besides its 4 good clips, the 4 bad ones of ``BAD_CLIPS`` (corrupt,
+0 bytes, 35 s, 0.05 s): stage 2 excludes them and the run still finishes (issue 13).
+"""
 
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import kaldiio
 import pytest
 
-from espnet_blsp.testing.fake_corpus import make_fake_corpus
+from espnet_blsp.testing.fake_corpus import BAD_CLIPS, add_bad_clips, make_fake_corpus
 from espnet_blsp.testing.tiny import make_tiny_llm, make_tiny_whisper
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     make_fake_corpus(str(root / "corpus"))
+    add_bad_clips(str(root / "corpus" / "test"))
     make_tiny_llm(str(root / "llm"))
     make_tiny_whisper(str(root / "whisper"))
     rdir = root / "egs"
@@ -67,6 +73,18 @@ def test_stages_1_to_6_cnn(recipe):
     assert "| Text+LLM |" in results and "| train_tiny_cnn |" in results and "untrained adapter" in results
     hyp = (exp / "decode_asr_test/text").read_text().splitlines()
     assert len(hyp) == 4
+    # the bad test clips: excluded in stage 2 with a reason naming the file, not scored, listed
+    excluded = dict(line.split(" ", 1) for line in (egs / "dump/test/excluded.txt").read_text().splitlines())
+    assert sorted(excluded) == sorted(BAD_CLIPS)
+    for utt, reason in BAD_CLIPS.items():
+        assert excluded[utt].startswith(reason + ":") and f"{utt}.wav" in excluded[utt], excluded[utt]
+        assert "torchcodec" not in excluded[utt]
+    assert "empty audio file (0 bytes)" in excluded["spk0-bad-empty"]
+    assert ("test: stage 2 (dumping) excluded 4 utterances of 8 (data/test/text): 2 unreadable audio, "
+            "1 too long, 1 too short; list: [dump/test/excluded.txt](../../dump/test/excluded.txt)") in results
+    assert "## Problems" not in results
+    score = (exp / "decode_asr_test/score/result.txt").read_text()
+    assert "utts=4" in score and "excluded=4" in score
     # a re-run skips finished stages and redoes nothing
     out = run(recipe, "--stage", "2", "--stop_stage", "3", "--train_config", "conf/tuning/train_tiny_cnn.yaml", "--rp_ratio", "1:3")
     assert "done, skipped" in out
@@ -159,3 +177,71 @@ def test_run_sh_presets_fill_only_empty_options(recipe):
     nope = subprocess.run(["./run.sh", "--stage", "7", "--preset", "nope"], cwd=egs, capture_output=True,
                           text=True, timeout=120)
     assert nope.returncode != 0 and "no such preset: nope (known: cpu cpu_long gpu)" in nope.stdout + nope.stderr
+
+
+# ------------------------------------------------------- user errors stop before stage 1
+
+def run_fails(recipe, *args):
+    """run.sh with the fixture's options (+ args) that must exit 1; its stdout, stderr."""
+    cmd = ["./run.sh", "--corpus", "kaldi", "--corpus_dir", str(recipe / "corpus"), "--train_set", "train",
+           "--valid_set", "dev", "--test_sets", "test", "--speech_encoder", str(recipe / "whisper"),
+           "--llm", str(recipe / "llm"), "--train_config", "conf/tuning/train_tiny_cnn.yaml",
+           "--stage", "1", "--stop_stage", "3", *args]
+    out = subprocess.run(cmd, cwd=recipe / "egs", capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Stage 1" not in out.stdout and "Traceback" not in out.stdout + out.stderr
+    return out.stdout, out.stderr
+
+
+def test_config_typo_stops_before_stage_1(recipe, tmp_path):
+    config = tmp_path / "x.yaml"
+    config.write_text((REPO / "conf/tuning/train_tiny_cnn.yaml").read_text().replace(
+        'rp_ratio: "0"', 'rp_ration: "1:9"'))
+    _, err = run_fails(recipe, "--train_config", str(config))
+    assert err.strip().splitlines() == [f"unknown key 'rp_ration' in {config} (did you mean 'rp_ratio'?)"]
+
+
+@pytest.mark.parametrize("option", ["--speech_encoder", "--llm"])
+def test_bad_model_path_stops_before_stage_1(recipe, tmp_path, option):
+    bad = tmp_path / "no_such_model"
+    _, err = run_fails(recipe, option, str(bad))
+    assert err.strip().splitlines() == [f"{option} {bad}: no such directory"]
+
+
+# ------------------------------------------------ re-runs find broken and stale outputs
+
+def scp_entries(path: Path):
+    return dict(line.split(" ", 1) for line in path.read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_rerun_redumps_an_ark_cut_short(recipe):
+    """An ark cut short under an intact feats.scp: the re-run names the utterance and ark
+    and dumps just those utterances again (before: ValueError: cannot reshape array)."""
+    egs = recipe / "egs"
+    run(recipe, "--stage", "1", "--stop_stage", "2", "--train_config", "conf/tuning/train_tiny_cnn.yaml")
+    scp = scp_entries(egs / "dump/test/feats.scp")
+    last = max(scp)  # the last record of the last job's ark
+    ark = scp[last].rsplit(":", 1)[0]
+    with open(egs / ark, "r+b") as f:
+        f.truncate((egs / ark).stat().st_size - 100)
+    out = run(recipe, "--stage", "2", "--stop_stage", "2", "--train_config", "conf/tuning/train_tiny_cnn.yaml")
+    assert f"utterance {last}: {ark} ends at byte" in out
+    assert "Stage 2: dump/test has broken features (above): dumping those utterances again" in out
+    scp = scp_entries(egs / "dump/test/feats.scp")
+    assert len(scp) == 4 and all(kaldiio.load_mat(str(egs / v)).ndim == 2 for v in scp.values())
+    out = run(recipe, "--stage", "2", "--stop_stage", "2", "--train_config", "conf/tuning/train_tiny_cnn.yaml")
+    assert "Stage 2: dump/test done, skipped" in out
+
+
+@pytest.mark.slow
+def test_rerun_after_a_corpus_fix_redoes_stages_1_and_2_of_that_set(recipe):
+    egs = recipe / "egs"
+    run(recipe, "--stage", "1", "--stop_stage", "2", "--train_config", "conf/tuning/train_tiny_cnn.yaml")
+    text = recipe / "corpus/test/text"
+    text.write_text(text.read_text().replace("the weather is warm", "the weather is cold", 1))
+    out = run(recipe, "--stage", "1", "--stop_stage", "2", "--train_config", "conf/tuning/train_tiny_cnn.yaml")
+    assert f"Stage 1: data/test is stale ({recipe / 'corpus/test'} changed): preparing it again" in out
+    assert "Stage 2: dump/test is stale (data/test changed): dumping it again" in out
+    assert "Stage 2: dump/train done, skipped" in out and "data/train is stale" not in out
+    assert "the weather is cold" in (egs / "data/test/text").read_text()

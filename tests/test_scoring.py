@@ -155,7 +155,7 @@ def test_slu_classes_are_those_of_the_decoding_instructions():
 
 def test_match_errors_and_allow_missing(tmp_path):
     ref = {"u1": "a", "u2": "b", "u3": "c"}
-    with pytest.raises(ValueError, match="have no hypothesis, e.g. u2 u3"):
+    with pytest.raises(ValueError, match="were neither decoded nor excluded in stage 2: u2 u3"):
         match(ref, {"u1": "a"})
     with pytest.raises(ValueError, match="not in reference, e.g. u9"):
         match(ref, {"u1": "a", "u9": "z"}, allow_missing=True)

@@ -16,6 +16,14 @@ log() {
     local fname=${BASH_SOURCE[1]##*/}
     echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
+# keep earlier logs, as ESPnet's launch.py does: x.log -> x.1.log, x.1.log -> x.2.log, ...
+rotate_log() {
+    local stem=${1%.log} i=1
+    [ -e "$1" ] || return 0
+    while [ -e "${stem}.${i}.log" ]; do i=$((i + 1)); done
+    for ((; i > 1; i--)); do mv "${stem}.$((i - 1)).log" "${stem}.${i}.log"; done
+    mv "$1" "${stem}.1.log"
+}
 # set -e stops at the first failing command; say where, instead of exiting silently
 trap 'rc=$?; echo "$(date "+%Y-%m-%dT%H:%M:%S") (run.sh:${LINENO}) failed (exit ${rc}): ${BASH_COMMAND}" >&2' ERR
 
@@ -30,8 +38,8 @@ test_sets="mini_test real_librivox real_cards"  # test set names
 adapter=cnn             # cnn (BLSP) | cformer (BLSP-KD); picks the default --train_config
 train_config=           # training config (default: conf/<mini/>train_blsp.yaml or _kd...yaml by --adapter)
 decode_config=          # batch_size, beam_size, max_new_tokens (default: conf/decode.yaml)
-speech_encoder=         # HF Whisper dir or hub id (default: the mini asset whisper-base)
-llm=                    # HF causal LM dir or hub id (default: the mini asset SmolLM2-135M-Instruct)
+speech_encoder=         # Whisper dir, or a hub id in the local HF cache (default: the mini asset whisper-base)
+llm=                    # causal-LM dir with tokenizer, or a cached hub id (default: the mini asset SmolLM2-135M-Instruct)
 ngpu=0                  # GPUs for training/decoding (0: CPU); >1 runs DDP
 nj=2                    # parallel jobs for synthesis (stage 0), dumping and teacher generation
 inference_tasks="asr continuation"  # asr | continuation | st | snips | fsc | slue | qa
@@ -123,6 +131,12 @@ if [ "${ngpu}" -gt 0 ] && [ ${stage} -le 5 ] && [ ${stop_stage} -ge 2 ] && \
 fi
 tag=${tag:-$(basename "${train_config}" .yaml)}
 expdir=exp/${tag}
+# every key of the configs must be one that is read: a typo stops the run here, one line each
+# (checked again only when a config or the package changed: the mark)
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge ${stage} ]; then
+    python -m espnet_blsp.bin.check_config --train_config "${train_config}" --decode_config "${decode_config}" \
+        --mark "${expdir}/.config_checked" || exit 1
+fi
 log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}, preset ${preset}"
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
@@ -167,9 +181,25 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     fi
 fi
 
+# the models must load before any stage needs them (stage 0 has made the mini assets by now)
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 1 ] && [ ${stop_stage} -ge ${stage} ]; then
+    python -m espnet_blsp.bin.check_config --speech_encoder "${speech_encoder}" --llm "${llm}" || exit 1
+fi
+
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     if [ "${corpus}" = mini ]; then mkdir -p data && echo "${mini_dir}" > data/.mini_dir; fi
     for dset in ${train_set} ${valid_set} ${test_sets}; do
+        # data/<set>/.done records its source; a changed source (a corpus fix) prepares it again
+        case ${corpus} in
+            mini) src_mark=(--files "${mini_dir}/data/${dset}") ;;
+            kaldi) src_mark=(--files "${corpus_dir}/${dset}") ;;
+            *) src_mark=(--tree "${corpus_dir}" subset="${dset}" st_lang="${st_lang}") ;;
+        esac
+        mark=(corpus="${corpus}" "${src_mark[@]}")
+        if [ -f "data/${dset}/.done" ] && ! why=$(python local/stage_mark.py check "data/${dset}/.done" "${mark[@]}"); then
+            log "Stage 1: data/${dset} is stale (${why}): preparing it again"
+            rm -rf "data/${dset}"
+        fi
         log "Stage 1: data prep: ${corpus} ${dset} -> data/${dset}"
         if [ "${corpus}" = mini ]; then
             python local/data_prep.py --corpus kaldi --src "${mini_dir}/data/${dset}" --dst "data/${dset}"
@@ -178,17 +208,25 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
             # shellcheck disable=SC2086
             python local/data_prep.py --corpus "${corpus}" --src "${corpus_dir}" --dst "data/${dset}" --subset "${dset}" ${lang_opt}
         fi
+        python local/stage_mark.py write "data/${dset}/.done" "${mark[@]}"
     done
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     opt=$([ "${dump_encoder_output}" = true ] && echo --dump_encoder_output || true)
     for dset in ${train_set} ${valid_set} ${test_sets}; do
+        # dump/<set>/.done records its inputs: other features, another encoder or changed data
+        # dump the set again (and drop its stage-3 dirs); an ark cut short redoes its broken entries
+        mark=(encoder_output="${dump_encoder_output}" speech_encoder="${speech_encoder}" --files "data/${dset}")
         if [ -f "dump/${dset}/.done" ]; then
-            [ "$(cat "dump/${dset}/.done")" = "encoder_output=${dump_encoder_output}" ] && { log "Stage 2: dump/${dset} done, skipped"; continue; }
-            # log-mel and encoder outputs cannot be mixed: dump this set again
-            log "Stage 2: dump/${dset} holds other features ($(cat "dump/${dset}/.done" | sed 's/^$/encoder_output=false/')), redumping with encoder_output=${dump_encoder_output}"
-            rm -rf "dump/${dset}" "dump/${dset}"_cw*
+            if ! why=$(python local/stage_mark.py check "dump/${dset}/.done" "${mark[@]}"); then
+                log "Stage 2: dump/${dset} is stale (${why}): dumping it again"
+                rm -rf "dump/${dset}" "dump/${dset}"_cw*
+            elif python -m espnet_blsp.bin.dump_feats --verify --out_dir "dump/${dset}" --nj ${nj}; then
+                log "Stage 2: dump/${dset} done, skipped"; continue
+            else
+                log "Stage 2: dump/${dset} has broken features (above): dumping those utterances again"
+            fi
         fi
         log "Stage 2: feature dumping: data/${dset} -> dump/${dset}/feats.scp (${nj} jobs)"
         mkdir -p "dump/${dset}/log"
@@ -196,7 +234,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
             python -m espnet_blsp.bin.dump_feats --data_dir "data/${dset}" --out_dir "dump/${dset}" \
                 --speech_encoder "${speech_encoder}" --nj ${nj} --job JOB ${opt}
         python -m espnet_blsp.bin.dump_feats --data_dir "data/${dset}" --out_dir "dump/${dset}" --nj ${nj} --merge
-        echo "encoder_output=${dump_encoder_output}" > "dump/${dset}/.done"
+        python local/stage_mark.py write "dump/${dset}/.done" "${mark[@]}"
     done
 fi
 
@@ -204,9 +242,24 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
     for dset in ${train_set} ${valid_set}; do
         out=${valid_dir}; n=${valid_subset}
         [ "${dset}" = "${train_set}" ] && { out=${train_dir}; n=${train_subset}; }
-        [ -f "${out}/.done" ] && { log "Stage 3: ${out} done, skipped"; continue; }
-        log "Stage 3: teacher generation: dump/${dset}/text -> ${out} (rp_ratio ${rp_ratio})"
+        rp=$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)
+        # the continuations belong to gen_mark, the mixed set to mark: a change redoes what depends on it
+        gen_mark=(llm="${llm}" max_new_tokens="${max_new_tokens}" prompt_template="${prompt_template}"
+                  dtype="${llm_dtype}" --files "dump/${dset}/text")
+        mark=("${gen_mark[@]}" rp_ratio="${rp}" max_utts="${n}" --files "dump/${dset}/feats.scp")
+        if [ -f "${out}/.done" ]; then
+            why=$(python local/stage_mark.py check "${out}/.done" "${mark[@]}") && { log "Stage 3: ${out} done, skipped"; continue; }
+            log "Stage 3: ${out} is stale (${why}): making it again"
+            rm -rf "${out}"
+        fi
+        if ! why=$(python local/stage_mark.py check "dump/${dset}/split${nj}/teacher.done" "${gen_mark[@]}") && \
+                compgen -G "dump/${dset}/split${nj}/continuation_ids.*" > /dev/null; then
+            log "Stage 3: the continuations in dump/${dset}/split${nj} are stale (${why}): generating them again"
+            rm -f "dump/${dset}/split${nj}"/continuation_ids.*
+        fi
+        log "Stage 3: teacher generation: dump/${dset}/text -> ${out} (rp_ratio ${rp})"
         mkdir -p "dump/${dset}/split${nj}" "dump/${dset}/log"
+        python local/stage_mark.py write "dump/${dset}/split${nj}/teacher.done" "${gen_mark[@]}"
         ${cuda_cmd} --gpu $([ "${ngpu}" -gt 0 ] && echo 1 || echo 0) JOB=1:${nj} "dump/${dset}/log/teacher.JOB.log" \
             python -m espnet_blsp.bin.generate_teacher --llm "${llm}" --text "dump/${dset}/text" \
                 --out "dump/${dset}/split${nj}/continuation_ids.JOB" --nj ${nj} --job JOB \
@@ -214,8 +267,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
                 --prompt_template ${prompt_template} --dtype ${llm_dtype} --max_utts ${n}
         python -m espnet_blsp.bin.generate_teacher --mix --llm "${llm}" --prompt_template ${prompt_template} \
             --dump_dir "dump/${dset}" --out_dir "${out}" --nj ${nj} \
-            --rp_ratio "$([ "${dset}" = "${train_set}" ] && echo "${rp_ratio}" || echo 0)" --max_utts ${n}
-        touch "${out}/.done"
+            --rp_ratio "${rp}" --max_utts ${n}
+        python local/stage_mark.py write "${out}/.done" "${mark[@]}"
     done
 fi
 exec 8>&-  # data/ and dump/ are written: release data/.lock
@@ -243,6 +296,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     fi
     log "Stage 4b: training: ${train_config} -> ${expdir} (ngpu ${ngpu})"
     echo "python -m espnet_blsp.bin.blsp_train ${model_opts[*]} ${data_opts[*]} ${train_args}" > "${expdir}/train.cmd"
+    rotate_log "${expdir}/train.log"  # keep the log of an earlier attempt
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu ${ngpu} "${expdir}/train.log" \
         python -m espnet_blsp.bin.blsp_train "${model_opts[@]}" "${data_opts[@]}" \
@@ -282,7 +336,7 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: scoring: ${expdir}/{,baselines/*/}decode_*/text -> score/score.json, ${expdir}/RESULTS.md"
-    python local/make_results.py --exp "${expdir}" --score --data_root data --st_lang "${st_lang}" \
+    python local/make_results.py --exp "${expdir}" --score --data_root data --dump_root dump --st_lang "${st_lang}" \
         --tasks "${inference_tasks}" --test_sets "${test_sets}" --out "${expdir}/RESULTS.md"
     cat "${expdir}/RESULTS.md"
 fi

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import kaldiio
 import torch
 import yaml
 from tqdm import tqdm
 
+from espnet_blsp.bin.dump_feats import load_feats
 from espnet_blsp.utils.checkpoint import CheckpointError, load_trainer_checkpoint, load_weights, reporter_globals
 from espnet_blsp.utils.resumable import LineAppender, recover_lines
 
@@ -235,9 +235,9 @@ def decode_speech(model, keys, feats_scp, prefixes, args, writer, device) -> Non
     ``(utt, response)`` pairs (a ``LineAppender``, or anything with that method)."""
     llm = model.llm
     suffix = torch.tensor(llm.template.suffix_ids(), device=device)
-    lengths = {k: kaldiio.load_mat(feats_scp[k]).shape[0] for k in keys}
+    lengths = {k: load_feats(feats_scp[k], k).shape[0] for k in keys}
     for batch in tqdm(list(batches(keys, lengths, args.batch_size)), desc="decode", mininterval=5):
-        mats = [torch.from_numpy(kaldiio.load_mat(feats_scp[k]).copy()) for k in batch]
+        mats = [torch.from_numpy(load_feats(feats_scp[k], k).copy()) for k in batch]
         lens = torch.tensor([m.shape[0] for m in mats], device=device)
         speech = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True).to(device)
         hyps = model.generate(
@@ -268,8 +268,11 @@ def whisper_transcribe(whisper_path: str, wav_dir: Path, keys: List[str], out: P
     done = recover_lines(out)
     todo = [k for k in keys if k not in done]
     if todo:
-        processor = WhisperProcessor.from_pretrained(whisper_path)
-        model = WhisperForConditionalGeneration.from_pretrained(whisper_path).to(device).eval()
+        from espnet_blsp.utils.model_paths import resolve_model_dir
+
+        path = resolve_model_dir(whisper_path, "whisper")  # a dir, or a hub id's cached snapshot
+        processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
+        model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True).to(device).eval()
         source = AudioSource(wav_dir)
         is_multilingual = bool(getattr(model.generation_config, "is_multilingual", False))
         kwargs = dict(language="en", task="transcribe") if is_multilingual else {}

@@ -6,23 +6,33 @@ Usage:
         --out_dir dump/test_clean --speech_encoder assets/whisper-base --nj 4 --job 1
     python -m espnet_blsp.bin.dump_feats --data_dir data/test_clean \
         --out_dir dump/test_clean --merge --nj 4
+    python -m espnet_blsp.bin.dump_feats --out_dir dump/test_clean --verify   # before skipping a .done set
 
 Each job writes ``out_dir/split<nj>/feats.<job>.{ark,scp}`` incrementally and resumes
 where it stopped. ``--merge`` joins the jobs into ``out_dir/feats.scp`` plus
 ``speech_shape`` and copies the per-utterance text files for the kept utterances.
 Utterances whose audio is missing or corrupt, longer than 30 s, or shorter than one
-adapter frame are excluded and listed with the reason in ``out_dir/excluded.txt``.
+adapter frame are excluded and listed with the reason (naming the audio) in
+``out_dir/excluded.txt``; each exclusion is also logged with the utterance and the file.
+
+``--verify`` checks, from the matrix headers only, that every feats.scp entry lies inside
+its ark (an ark cut short by a full disk or a kill leaves entries that point past its end).
+Broken entries are logged with the utterance and ark, dropped from their job's list
+(``split<nj>/feats.<job>.scp``) so that the dump jobs redo just them, ``.done`` is
+removed, and the exit status is 1.
 """
 
 import argparse
 import json
 import logging
+import os
+import struct
+import sys
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import kaldiio
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job, threads_per_job
@@ -66,6 +76,13 @@ class AudioSource:
     def keys(self):
         return list(self.segments) if self.segments is not None else list(self.wav)
 
+    def describe(self, utt: str) -> str:
+        """Where ``utt``'s audio comes from: its wav.scp entry (and segment), for messages."""
+        if self.segments is None:
+            return self.wav.get(utt, "?")
+        rec, start, end = self.segments[utt]
+        return f"{self.wav.get(rec, rec)} [{start:.2f}-{end:.2f} s]"
+
     def __call__(self, utt: str) -> np.ndarray:
         if self.segments is None:
             return self._load(self.wav[utt], SAMPLE_RATE, utt_id=utt)
@@ -79,6 +96,8 @@ class AudioSource:
 
 
 def run_job(args) -> None:
+    import torch
+
     from espnet_blsp.encoders.features import WhisperLogMel
 
     data_dir, out_dir = Path(args.data_dir), Path(args.out_dir)
@@ -104,17 +123,21 @@ def run_job(args) -> None:
 
     with LineAppender(bad) as bad_out:
         for utt in tqdm(todo, desc=f"dump {data_dir.name} job {args.job}", mininterval=5):
+            reason = None
             try:
                 audio = source(utt)
             except Exception as e:  # noqa: BLE001 - reported, never silently dropped
-                bad_out.write([(utt, f"unreadable audio: {e}")])
-                continue
-            feats = frontend(audio)  # (T, n_mels)
-            if feats.shape[0] > MAX_FRAMES:
-                bad_out.write([(utt, f"too long: {feats.shape[0] / 100:.2f} s > 30 s")])
-                continue
-            if feats.shape[0] < min_frames:
-                bad_out.write([(utt, f"too short: {feats.shape[0]} frames < {min_frames}")])
+                reason = f"unreadable audio: {e}"
+            else:
+                feats = frontend(audio)  # (T, n_mels)
+                if feats.shape[0] > MAX_FRAMES:
+                    reason = f"too long: {feats.shape[0] / 100:.2f} s > 30 s: {source.describe(utt)}"
+                elif feats.shape[0] < min_frames:
+                    reason = (f"too short: {feats.shape[0]} frames ({feats.shape[0] / 100:.2f} s) < {min_frames}: "
+                              f"{source.describe(utt)}")
+            if reason is not None:
+                logging.warning(f"utterance {utt} excluded ({bad}): {reason}")
+                bad_out.write([(utt, reason)])
                 continue
             if encoder is not None:
                 with torch.no_grad():
@@ -126,12 +149,9 @@ def run_job(args) -> None:
 
 
 def encoder_n_mels(path: str) -> int:
-    config = Path(path) / "config.json"
-    if not config.exists():
-        raise FileNotFoundError(
-            f"speech encoder config {config} not found: --speech_encoder must be a "
-            "local Whisper checkpoint directory"
-        )
+    from espnet_blsp.utils.model_paths import resolve_model_dir
+
+    config = resolve_model_dir(path, "speech_encoder") / "config.json"
     return int(json.loads(config.read_text())["num_mel_bins"])
 
 
@@ -159,6 +179,11 @@ def merge(args) -> None:
             f"{len(missing)} utterances of {data_dir} have neither features nor an "
             f"exclusion reason (e.g. {missing[:5]}); re-run the dump jobs"
         )
+    broken = find_broken(feats)
+    if broken:  # an ark cut short under an intact job list: make the jobs redo those entries
+        drop_broken(split_dir, broken)
+        raise RuntimeError(f"{len(broken)} utterances of {split_dir} have broken features "
+                           f"(e.g. {sorted(broken)[:5]}); re-run the dump jobs, they redo just these")
     keys = sorted(feats)
     with open(out_dir / "feats.scp", "w", encoding="utf-8") as f:
         f.writelines(f"{k} {feats[k]}\n" for k in keys)
@@ -185,9 +210,111 @@ def merge(args) -> None:
     )
 
 
+_MATRIX_HEADER = 15  # "\\0B", "FM ", then rows and cols, each a size byte (4) and an int32
+_ELEMENT_BYTES = {b"FM ": 4, b"DM ": 8}  # float / double matrices (kaldiio.save_ark writes FM)
+
+
+def ark_entry_problem(spec: str, handles: Dict[str, object]) -> Optional[str]:
+    """Why the matrix at ``path.ark:offset`` does not fit in its ark (None if it does),
+    from its header alone; ``handles`` caches open arks."""
+    path, _, offset = spec.rpartition(":")
+    if not path or not offset.isdigit():
+        return f"not an ark:offset entry: {spec}"
+    if path not in handles:
+        try:
+            handles[path] = open(path, "rb")
+        except OSError as e:
+            return f"cannot open {path}: {e.strerror}"
+    f = handles[path]
+    size = os.fstat(f.fileno()).st_size
+    f.seek(int(offset))
+    head = f.read(_MATRIX_HEADER)
+    if len(head) < _MATRIX_HEADER:
+        return f"{path} ends at byte {size}, inside the header at {offset} (the ark was cut short)"
+    if head[:2] != b"\0B" or head[5] != 4 or head[10] != 4:
+        return f"{path}: no binary matrix header at byte {offset}"
+    width = _ELEMENT_BYTES.get(head[2:5])
+    if width is None:
+        return None  # another matrix type (e.g. compressed): not checked here
+    rows, cols = struct.unpack("<i", head[6:10])[0], struct.unpack("<i", head[11:15])[0]
+    end = int(offset) + _MATRIX_HEADER + rows * cols * width
+    if end > size:
+        return (f"{path} ends at byte {size}, but the {rows}x{cols} matrix at {offset} needs {end} "
+                "(the ark was cut short)")
+    return None
+
+
+def load_feats(spec: str, utt: str) -> np.ndarray:
+    """``kaldiio.load_mat(spec)`` whose error names the utterance and the ark (kaldiio reads
+    a record cut short as a bare ``cannot reshape array``)."""
+    try:
+        return kaldiio.load_mat(spec)
+    except Exception as e:  # noqa: BLE001 - re-raised with the utterance and the file
+        handles: Dict[str, object] = {}
+        try:
+            problem = ark_entry_problem(spec, handles) or f"{spec}: {e}"
+        finally:
+            for f in handles.values():
+                f.close()
+        raise ValueError(f"utterance {utt}: cannot read its features: {problem}; "
+                         "re-run stage 2, which dumps broken entries again") from None
+
+
+def find_broken(entries: Dict[str, str]) -> Dict[str, Tuple[str, str]]:
+    """utt -> (ark, problem) for every ``path.ark:offset`` entry that does not fit its ark."""
+    handles: Dict[str, object] = {}
+    broken: Dict[str, Tuple[str, str]] = {}
+    try:
+        for utt, spec in entries.items():
+            problem = ark_entry_problem(spec, handles)
+            if problem is not None:
+                broken[utt] = (spec.rpartition(":")[0], problem)
+    finally:
+        for f in handles.values():
+            f.close()
+    return broken
+
+
+def drop_broken(scp: Path, broken: Dict[str, Tuple[str, str]]) -> None:
+    """Log the broken entries of ``scp`` and drop them from their jobs' lists
+    (``split<nj>/feats.<job>.scp``, next to each ark), so the dump jobs redo them."""
+    for i, (utt, (_, problem)) in enumerate(sorted(broken.items())):
+        if i < 10:
+            logging.warning(f"{scp}: utterance {utt}: {problem}")
+    logging.warning(f"{scp}: {len(broken)} broken entries; dropped from their job lists, to be dumped again")
+    for ark in sorted({a for a, _ in broken.values()}):
+        job_scp = Path(ark).with_suffix(".scp")  # split<nj>/feats.<job>.ark -> .scp
+        if job_scp.is_file():
+            drop_entries(job_scp, set(broken))
+
+
+def verify(args) -> bool:
+    """True when every entry of ``out_dir/feats.scp`` fits in its ark; otherwise log the
+    broken ones, drop them from their job lists, remove ``.done`` and return False."""
+    out_dir = Path(args.out_dir)
+    scp = out_dir / "feats.scp"
+    broken = find_broken(read_kv(scp)) if scp.is_file() else {}
+    if scp.is_file() and not broken:
+        return True
+    if not scp.is_file():
+        logging.warning(f"{out_dir}: no feats.scp; dumping again")
+    else:
+        drop_broken(scp, broken)
+    (out_dir / ".done").unlink(missing_ok=True)
+    return False
+
+
+def drop_entries(scp: Path, utts) -> None:
+    """Rewrite ``scp`` without the lines of ``utts`` (atomically: a kill leaves either)."""
+    lines: List[str] = [f"{k} {v}\n" for k, v in recover_lines(scp).items() if k not in utts]
+    tmp = scp.with_name(scp.name + ".tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, scp)
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", required=True)
+    p.add_argument("--data_dir", help="Kaldi data dir (dump jobs, --merge)")
     p.add_argument("--out_dir", required=True)
     p.add_argument("--speech_encoder", help="Whisper checkpoint dir (n_mels, encoder)")
     p.add_argument("--dump_encoder_output", action="store_true",
@@ -195,13 +322,21 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--nj", type=int, default=1)
     p.add_argument("--job", type=int, default=1)
     p.add_argument("--merge", action="store_true", help="merge the jobs' outputs")
+    p.add_argument("--verify", action="store_true",
+                   help="check that every feats.scp entry fits in its ark (headers only); exit 1 if not")
     return p
 
 
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
+    if args.verify:  # headers only: no torch needed, so it stays quick
+        sys.exit(0 if verify(args) else 1)
+    import torch
+
     torch.set_num_threads(threads_per_job(args.nj))
+    if not args.data_dir:
+        raise SystemExit("--data_dir is required")
     if args.merge:
         merge(args)
     else:

@@ -7,7 +7,6 @@ Usage::
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -15,11 +14,6 @@ import torch
 from torch import nn
 
 _ENCODER_PREFIXES = ("model.encoder.", "encoder.")  # WhisperForConditionalGeneration, WhisperModel
-
-
-def _is_hub_id(name: str) -> bool:
-    """``org/name`` (one slash, not starting with / . ~); anything else is a local path."""
-    return name.count("/") == 1 and not name.startswith(("/", ".", "~")) and not name.endswith("/")
 
 
 def _read_encoder_state(path: Path) -> Dict[str, torch.Tensor]:
@@ -48,23 +42,13 @@ def _read_encoder_state(path: Path) -> Dict[str, torch.Tensor]:
 
 
 def _load_encoder(name: str):
-    """WhisperEncoder with the weights of a local checkpoint dir or an HF hub id."""
+    """WhisperEncoder with the weights of a local checkpoint dir or a hub id in the local HF cache."""
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    path = Path(os.path.expanduser(name))
-    if not path.is_dir():
-        if not _is_hub_id(name) or path.exists():
-            raise FileNotFoundError(f"speech encoder checkpoint directory not found: {name}")
-        from huggingface_hub import snapshot_download  # a hub id: fetch config and weights only
+    from espnet_blsp.utils.model_paths import locate_model_dir
 
-        try:
-            patterns = ["config.json", "*.safetensors", "*.safetensors.index.json"]
-            path = Path(snapshot_download(name, allow_patterns=patterns))
-        except Exception as e:  # noqa: BLE001 - offline, unknown repo, ...: one clear message
-            raise FileNotFoundError(
-                f"{name} is not a local directory and could not be fetched from the HF hub: {e}"
-            ) from None
+    path = locate_model_dir(name, "speech encoder")  # a local dir, or a hub id's cached snapshot
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"no config.json in the speech encoder checkpoint {path}")
@@ -106,7 +90,7 @@ class WhisperSpeechEncoder(nn.Module):
     Args:
         model_name_or_path: a local checkpoint dir (WhisperModel or
             WhisperForConditionalGeneration; only the encoder tensors are read) or an
-            HF hub id.
+            HF hub id already in the local HF cache (nothing is downloaded).
         config: WhisperConfig keyword arguments for a randomly initialised encoder
             (tests, benchmarks). Give exactly one of the two.
         freeze: no parameter requires grad and the module stays in eval mode even

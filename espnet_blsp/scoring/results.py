@@ -155,11 +155,13 @@ def parse_st_lang(spec: str) -> Callable[[str], str]:
 
 def score_systems(systems: Sequence[System], data_root: Path, st_lang: Callable[[str], str],
                   allow_missing: bool = False,
-                  warn: Callable[[str], None] = lambda s: print(f"WARNING: {s}", file=sys.stderr)) -> List[str]:
+                  warn: Callable[[str], None] = lambda s: print(f"WARNING: {s}", file=sys.stderr),
+                  dump_root: Optional[Path] = None) -> List[str]:
     """Score every decode dir of every system; returns the problems (one line each).
 
     A task whose reference does not exist for a test set (e.g. st on an ASR-only set) is
     skipped with a warning; any other failure is a problem, and its cell reads ``error``.
+    Utterances that stage 2 excluded (``<dump_root>/<testset>/excluded.txt``) are not scored.
     """
     text_llm = next((s for s in systems if s.name == "Text+LLM"), None)
     problems = []
@@ -169,7 +171,9 @@ def score_systems(systems: Sequence[System], data_root: Path, st_lang: Callable[
             if not hyp.exists():
                 problems.append(f"{d}: no hypotheses ({hyp} missing; did stage 5 finish?)")
                 continue
-            for sub, ref, fn in _score_jobs(task, testset, d, hyp, data_root, st_lang, text_llm, allow_missing):
+            excluded = stage2_excluded(dump_root, testset)
+            for sub, ref, fn in _score_jobs(task, testset, d, hyp, data_root, st_lang, text_llm, allow_missing,
+                                            excluded):
                 for stale in (d / sub / "score.json", d / sub / "error.txt"):
                     stale.unlink(missing_ok=True)
                 if ref is None or not Path(ref).exists():
@@ -184,25 +188,59 @@ def score_systems(systems: Sequence[System], data_root: Path, st_lang: Callable[
     return problems
 
 
-def _score_jobs(task, testset, d, hyp, data_root, st_lang, text_llm, allow_missing):
+def stage2_excluded(dump_root: Optional[Path], testset: str) -> Optional[Path]:
+    """``<dump_root>/<testset>/excluded.txt`` (stage 2's exclusions) if it exists, else None."""
+    path = Path(dump_root) / testset / "excluded.txt" if dump_root is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def _score_jobs(task, testset, d, hyp, data_root, st_lang, text_llm, allow_missing, excluded=None):
     """(sub dir, reference path or None, scoring thunk) for one decode dir."""
     self_ref = text_llm.path / d.name / "text" if text_llm else None
     ref = data_root / testset / TASKS[task].ref_name if TASKS[task].ref_name else self_ref
+    x = dict(excluded=excluded)
     headline = {
-        "wer": lambda: scorers.score_wer(ref, hyp, d / "score", allow_missing),
-        "bleu": lambda: scorers.score_bleu([dict(ref=ref, hyp=hyp, lang=st_lang(testset), name=d.name)],
+        "wer": lambda: scorers.score_wer(ref, hyp, d / "score", allow_missing, **x),
+        "bleu": lambda: scorers.score_bleu([dict(ref=ref, hyp=hyp, lang=st_lang(testset), name=d.name, **x)],
                                            d / "score", allow_missing),
-        "slu": lambda: scorers.score_slu(ref, hyp, d / "score", task=task, allow_missing=allow_missing),
-        "self": lambda: scorers.score_self(ref, hyp, d / "score", allow_missing),
+        "slu": lambda: scorers.score_slu(ref, hyp, d / "score", task=task, allow_missing=allow_missing, **x),
+        "self": lambda: scorers.score_self(ref, hyp, d / "score", allow_missing, **x),
     }
     jobs = [("score", ref, headline[TASKS[task].metric])]
     if task == "asr" and (d / "asr_text").exists():  # Whisper+LLM: the standalone Whisper WER too
         jobs.append(("score_whisper", ref, lambda: scorers.score_wer(
-            ref, d / "asr_text", d / "score_whisper", allow_missing)))
+            ref, d / "asr_text", d / "score_whisper", allow_missing, **x)))
     if task == "st" and self_ref is not None:  # BLSP-KD Table 1: ST Self-BLEU
         jobs.append(("score_self", self_ref, lambda: scorers.score_self(
-            self_ref, hyp, d / "score_self", allow_missing)))
+            self_ref, hyp, d / "score_self", allow_missing, **x)))
     return jobs
+
+
+def exclusion_notes(test_sets: Sequence[str], data_root: Path, dump_root: Optional[Path],
+                    out_path: Optional[Path] = None) -> List[str]:
+    """One line per test set with exclusions: how many utterances stage 1 (data prep) and
+    stage 2 (dumping) left out, why, and a link to each excluded.txt (relative to
+    ``out_path``'s dir, the current dir if None)."""
+    from espnet_blsp.data.corpora.common import summarize_reasons
+    from espnet_blsp.data.kaldi_dir import read_kv
+
+    base = Path(out_path).resolve().parent if out_path else Path.cwd()
+    lines = []
+    for testset in test_sets:
+        text = Path(data_root) / testset / "text"
+        for stage, root in (("stage 1 (data prep)", data_root), ("stage 2 (dumping)", dump_root)):
+            path = Path(root) / testset / "excluded.txt" if root is not None else None
+            if path is None or not path.is_file():
+                continue
+            excluded = read_kv(path)
+            if not excluded:
+                continue
+            # stage 1's exclusions never reach data/<set>/text, stage 2's are among its lines
+            of = f" of {len(read_kv(text))} ({text})" if stage.startswith("stage 2") and text.is_file() else ""
+            link = Path(os.path.relpath(path.resolve(), base)).as_posix()
+            lines.append(f"{testset}: {stage} excluded {len(excluded)} utterances{of}: "
+                         f"{summarize_reasons(excluded)}; list: [{path}]({link})")
+    return lines
 
 
 # ---------------------------------------------------------------------- the table
@@ -353,8 +391,9 @@ def learning_curves(exps: Sequence[Path], out_path: Optional[Path] = None) -> Li
 def render(systems: Sequence[System], title: str, command: str, exps: Sequence[Path] = (),
            tasks: Optional[Sequence[str]] = None, test_sets: Optional[Sequence[str]] = None,
            problems: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-           out_path: Optional[Path] = None) -> str:
-    """The text of RESULTS.md: environment, the table, notes, problems, the learning curves
+           out_path: Optional[Path] = None, exclusions: Sequence[str] = ()) -> str:
+    """The text of RESULTS.md: environment, the table, notes, the excluded utterances
+    (``exclusion_notes``), problems, the learning curves
     of ``exps`` (see ``learning_curves``; ``out_path`` is where RESULTS.md goes), then the commands."""
     env = environment() if env is None else env
     header, rows, notes = build_table(systems, tasks, test_sets)
@@ -364,6 +403,10 @@ def render(systems: Sequence[System], title: str, command: str, exps: Sequence[P
     out += markdown_table(header, rows) if len(header) > 1 else ["(no scored decodings found)"]
     if notes:
         out += [""] + [f"- {n}" for n in notes]
+    if exclusions:
+        out += ["", "## Excluded utterances", "",
+                "Not decoded and not scored (bad audio, too long or too short, ...), with the reason per "
+                "utterance in the linked list:", ""] + [f"- {x}" for x in exclusions]
     if problems:
         out += ["", "## Problems", ""] + [f"- {p}" for p in problems]
     out += learning_curves(exps, out_path)

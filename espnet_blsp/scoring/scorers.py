@@ -22,9 +22,13 @@ def _cmd(script: str, pairs: Sequence[tuple], flags: Sequence[str] = ()) -> str:
 
 
 def score_wer(ref, hyp, out_dir, allow_missing: bool = False, normalize: bool = True,
-              command: Optional[str] = None) -> dict:
-    """WER of ``hyp`` against ``ref`` (see ``metrics.wer``); per-utterance alignments in result.txt."""
-    m = read_and_match(ref, hyp, allow_missing)
+              command: Optional[str] = None, excluded=None) -> dict:
+    """WER of ``hyp`` against ``ref`` (see ``metrics.wer``); per-utterance alignments in result.txt.
+
+    ``excluded``: stage 2's ``excluded.txt`` of the test set; its utterances are not scored
+    (as for every scorer here).
+    """
+    m = read_and_match(ref, hyp, allow_missing, excluded)
     r = metrics.wer(m.refs, m.hyps, normalize=normalize)
     details = []
     for key, u in zip(m.keys, r["per_utt"]):
@@ -34,16 +38,18 @@ def score_wer(ref, hyp, out_dir, allow_missing: bool = False, normalize: bool = 
         details += metrics.format_alignment(u["ops"]) + [""]
     scores = {k: r[k] for k in ("wer", "sub", "del", "ins", "ref_words")}
     flags = (["--allow_missing"] if allow_missing else []) + ([] if normalize else ["--no_normalize"])
+    pairs = [("ref", ref), ("hyp", hyp), ("out", out_dir)] + ([("excluded", excluded)] if excluded else [])
     return write_score(out_dir, "wer", "wer", scores, len(m.keys), m.missing, ref, hyp,
-                       command or _cmd("score_wer.py", [("ref", ref), ("hyp", hyp), ("out", out_dir)], flags),
-                       details, normalized=normalize)
+                       command or _cmd("score_wer.py", pairs, flags), details, excluded=m.excluded,
+                       normalized=normalize)
 
 
 def score_bleu(directions: Sequence[Dict[str, str]], out_dir, allow_missing: bool = False,
                tokenize: Optional[str] = None, command: Optional[str] = None) -> dict:
     """Corpus BLEU per direction and their mean.
 
-    ``directions``: ``[{"ref": path, "hyp": path, "lang": target, "name": label}, ...]``;
+    ``directions``: ``[{"ref": path, "hyp": path, "lang": target, "name": label}, ...]``, each
+    optionally with ``"excluded"``: stage 2's excluded.txt of its test set;
     ``tokenize`` overrides the per-language tokenizer (``metrics.bleu_tokenizer``).
     score.json ``scores``: ``bleu`` (the mean over directions) and ``bleu_<name>`` each.
     """
@@ -52,9 +58,9 @@ def score_bleu(directions: Sequence[Dict[str, str]], out_dir, allow_missing: boo
     names = [d["name"] for d in directions]
     if len(set(names)) != len(names):
         raise ValueError(f"direction names must differ: {names} (give --name for each)")
-    per_dir, details, n_utts, missing = {}, [], 0, []
+    per_dir, details, n_utts, missing, excluded = {}, [], 0, [], []
     for d in directions:
-        m = read_and_match(d["ref"], d["hyp"], allow_missing)
+        m = read_and_match(d["ref"], d["hyp"], allow_missing, d.get("excluded"))
         tok = tokenize or metrics.bleu_tokenizer(d["lang"])
         b = metrics.bleu_details(m.refs, m.hyps, tok)
         per_dir[d["name"]] = {"bleu": b["bleu"], "lang": d["lang"], "tokenize": tok, "num_utts": len(m.keys),
@@ -65,22 +71,24 @@ def score_bleu(directions: Sequence[Dict[str, str]], out_dir, allow_missing: boo
                        f"utts {len(m.keys)}  ref {d['ref']}  hyp {d['hyp']}")
         n_utts += len(m.keys)
         missing += [f"{d['name']}:{k}" for k in m.missing]
+        excluded += [f"{d['name']}:{k}" for k in m.excluded]
     scores = {"bleu": metrics.average([v["bleu"] for v in per_dir.values()])}
     if len(per_dir) > 1:
         scores.update({f"bleu_{name}": v["bleu"] for name, v in per_dir.items()})
     pairs = []
     for d in directions:
         pairs += [("ref", d["ref"]), ("hyp", d["hyp"]), ("lang", d["lang"]), ("name", d["name"])]
+        pairs += [("excluded", d["excluded"])] if d.get("excluded") else []
     flags = (["--allow_missing"] if allow_missing else []) + (["--tokenize", tokenize] if tokenize else [])
     ref = " ".join(str(d["ref"]) for d in directions)
     hyp = " ".join(str(d["hyp"]) for d in directions)
     return write_score(out_dir, "bleu", "bleu", scores, n_utts, missing, ref, hyp,
                        command or _cmd("score_bleu.py", pairs + [("out", out_dir)], flags), details,
-                       directions=per_dir)
+                       excluded=excluded, directions=per_dir)
 
 
 def score_slu(ref, hyp, out_dir, task: Optional[str] = None, classes: Optional[Sequence[str]] = None,
-              allow_missing: bool = False, command: Optional[str] = None) -> dict:
+              allow_missing: bool = False, command: Optional[str] = None, excluded=None) -> dict:
     """SLU accuracy of free-text responses against ``<utt> <label>`` references.
 
     The class list is ``classes`` if given, else that of ``task`` (``metrics.SLU_CLASSES``).
@@ -89,7 +97,7 @@ def score_slu(ref, hyp, out_dir, task: Optional[str] = None, classes: Optional[S
         if task is None:
             raise ValueError("score_slu needs a task (snips | fsc | slue) or a class list")
         classes = metrics.slu_classes(task)
-    m = read_and_match(ref, hyp, allow_missing)
+    m = read_and_match(ref, hyp, allow_missing, excluded)
     try:
         r = metrics.slu_details(m.refs, m.hyps, classes, keys=m.keys)
     except ValueError as e:
@@ -100,21 +108,23 @@ def score_slu(ref, hyp, out_dir, task: Optional[str] = None, classes: Optional[S
     scores = {"acc": r["acc"], "correct": r["correct"], "no_match": r["no_match"]}
     pairs = [("ref", ref), ("hyp", hyp), ("out", out_dir)]
     pairs += [("task", task)] if task and classes == metrics.SLU_CLASSES.get(task) else [("classes", ",".join(classes))]
+    pairs += [("excluded", excluded)] if excluded else []
     return write_score(out_dir, "slu_acc", "acc", scores, len(m.keys), m.missing, ref, hyp,
                        command or _cmd("score_slu.py", pairs, ["--allow_missing"] if allow_missing else []),
-                       details, task=task, classes=list(classes))
+                       details, excluded=m.excluded, task=task, classes=list(classes))
 
 
-def score_self(ref, hyp, out_dir, allow_missing: bool = False, command: Optional[str] = None) -> dict:
+def score_self(ref, hyp, out_dir, allow_missing: bool = False, command: Optional[str] = None,
+               excluded=None) -> dict:
     """Self-BLEU and Self-ROUGE-L of ``hyp`` against the Text+LLM outputs ``ref``."""
-    m = read_and_match(ref, hyp, allow_missing)
+    m = read_and_match(ref, hyp, allow_missing, excluded)
     scores = metrics.self_scores(m.refs, m.hyps)
     details = ["utt_id\trouge_l"] + [f"{k}\t{100 * metrics.rouge_l(r, h):.1f}"
                                      for k, r, h in zip(m.keys, m.refs, m.hyps)]
+    pairs = [("ref", ref), ("hyp", hyp), ("out", out_dir)] + ([("excluded", excluded)] if excluded else [])
     return write_score(out_dir, "self", "self_bleu", scores, len(m.keys), m.missing, ref, hyp,
-                       command or _cmd("score_self.py", [("ref", ref), ("hyp", hyp), ("out", out_dir)],
-                                       ["--allow_missing"] if allow_missing else []),
-                       details)
+                       command or _cmd("score_self.py", pairs, ["--allow_missing"] if allow_missing else []),
+                       details, excluded=m.excluded)
 
 
 def default_direction_name(hyp) -> str:

@@ -13,10 +13,11 @@ Every scorer writes, under its ``out_dir``:
 
 import datetime
 import json
+import logging
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -30,13 +31,16 @@ class Matched:
     """Reference and hypothesis texts aligned by utterance id (sorted ids).
 
     ``missing`` holds the reference ids that had no hypothesis; they are scored as
-    empty hypotheses (only possible with ``allow_missing``).
+    empty hypotheses (only possible with ``allow_missing``). ``excluded`` holds the
+    reference ids left out of scoring because stage 2 excluded them (bad audio, too long
+    or too short; listed with the reason in ``dump/<set>/excluded.txt``).
     """
 
     keys: List[str]
     refs: List[str]
     hyps: List[str]
     missing: List[str]
+    excluded: List[str] = field(default_factory=list)
 
 
 def read_table(path) -> Dict[str, str]:
@@ -45,11 +49,14 @@ def read_table(path) -> Dict[str, str]:
 
 
 def match(ref: Dict[str, str], hyp: Dict[str, str], allow_missing: bool = False,
-          ref_name: str = "reference", hyp_name: str = "hypothesis") -> Matched:
+          ref_name: str = "reference", hyp_name: str = "hypothesis",
+          excluded: Optional[Dict[str, str]] = None, excluded_name: str = "excluded.txt") -> Matched:
     """Align two tables by utterance id.
 
-    Hypothesis ids absent from the reference are always an error. Reference ids absent
-    from the hypotheses are an error unless ``allow_missing`` (then they count as
+    Hypothesis ids absent from the reference are always an error. Reference ids that
+    stage 2 excluded (``excluded``: utt -> reason, read from ``excluded_name``) and that
+    have no hypothesis are dropped from scoring, with a log line. Other reference ids
+    absent from the hypotheses are an error unless ``allow_missing`` (then they count as
     empty hypotheses and are listed in ``Matched.missing``).
     """
     extra = sorted(set(hyp) - set(ref))
@@ -57,22 +64,33 @@ def match(ref: Dict[str, str], hyp: Dict[str, str], allow_missing: bool = False,
         raise ValueError(
             f"{hyp_name}: {len(extra)} utterance ids are not in {ref_name}, "
             f"e.g. {' '.join(extra[:_SHOW_IDS])}")
+    dropped = sorted((set(ref) & set(excluded or {})) - set(hyp))
+    if dropped:
+        logging.info(f"{hyp_name}: {len(dropped)} of {len(ref)} utterances of {ref_name} not scored, "
+                     f"excluded in stage 2 (reasons in {excluded_name}): {' '.join(dropped[:_SHOW_IDS])}"
+                     + (" ..." if len(dropped) > _SHOW_IDS else ""))
+        gone = set(dropped)
+        ref = {k: v for k, v in ref.items() if k not in gone}
     missing = sorted(set(ref) - set(hyp))
     if missing and not allow_missing:
+        checked = f"excluded in stage 2 ({excluded_name})" if excluded is not None else "excluded in stage 2"
         raise ValueError(
-            f"{hyp_name}: {len(missing)} of {len(ref)} utterance ids of {ref_name} have no "
-            f"hypothesis, e.g. {' '.join(missing[:_SHOW_IDS])} "
-            "(an interrupted decoding? pass --allow_missing to score them as empty)")
+            f"{hyp_name}: {len(missing)} of {len(ref)} utterance ids of {ref_name} were neither decoded "
+            f"nor {checked}: {' '.join(missing[:_SHOW_IDS])}" + (" ..." if len(missing) > _SHOW_IDS else "")
+            + " (re-run stage 5, which resumes, or pass --allow_missing to score them as empty)")
     if not ref:
-        raise ValueError(f"{ref_name} holds no utterances")
+        raise ValueError(f"{ref_name} holds no utterances" + (" that stage 2 kept" if dropped else ""))
     keys = sorted(ref)
-    return Matched(keys, [ref[k] for k in keys], [hyp.get(k, "") for k in keys], missing)
+    return Matched(keys, [ref[k] for k in keys], [hyp.get(k, "") for k in keys], missing, dropped)
 
 
-def read_and_match(ref_path, hyp_path, allow_missing: bool = False) -> Matched:
-    """``match`` over two files, with the file names in any error."""
+def read_and_match(ref_path, hyp_path, allow_missing: bool = False, excluded_path=None) -> Matched:
+    """``match`` over two files, with the file names in any error; ``excluded_path`` is
+    stage 2's ``dump/<set>/excluded.txt`` (``<utt> <reason>``), if any."""
+    excluded = read_table(excluded_path) if excluded_path is not None else None
     return match(read_table(ref_path), read_table(hyp_path), allow_missing,
-                 ref_name=str(ref_path), hyp_name=str(hyp_path))
+                 ref_name=str(ref_path), hyp_name=str(hyp_path), excluded=excluded,
+                 excluded_name=str(excluded_path))
 
 
 def cli_command(argv: Optional[Sequence[str]] = None) -> str:
@@ -90,12 +108,14 @@ def format_value(v) -> str:
 
 
 def write_score(out_dir, metric: str, primary: str, scores: Dict[str, object], num_utts: int,
-                missing: Sequence[str], ref, hyp, command: str, details: Sequence[str] = (), **extra) -> dict:
+                missing: Sequence[str], ref, hyp, command: str, details: Sequence[str] = (),
+                excluded: Sequence[str] = (), **extra) -> dict:
     """Write ``out_dir/score.json`` and ``out_dir/result.txt``; print and return the summary.
 
     ``scores`` holds the numbers (``scores[primary]`` is the headline value); ``details``
     are extra lines for result.txt (per-utterance alignments, predictions, ...);
-    ``missing`` lists the reference ids that were scored as empty hypotheses.
+    ``missing`` lists the reference ids that were scored as empty hypotheses, ``excluded``
+    those left out because stage 2 excluded them.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +125,7 @@ def write_score(out_dir, metric: str, primary: str, scores: Dict[str, object], n
         "scores": scores,
         "num_utts": num_utts,
         "num_missing": len(missing),
+        "num_excluded": len(excluded),
         "ref": str(ref),
         "hyp": str(hyp),
         "command": command,
@@ -116,12 +137,16 @@ def write_score(out_dir, metric: str, primary: str, scores: Dict[str, object], n
                + f" utts={num_utts}")
     if missing:
         summary += f" missing={len(missing)} (scored as empty)"
+    if excluded:
+        summary += f" excluded={len(excluded)} (in stage 2, not scored)"
     tmp = out_dir / "score.json.tmp"
     tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out_dir / "score.json")
     lines = [summary, f"ref: {ref}", f"hyp: {hyp}", f"command: {command}"]
     if missing:
         lines.append("missing hypotheses (scored as empty): " + " ".join(missing))
+    if excluded:
+        lines.append("excluded in stage 2 (not scored): " + " ".join(excluded))
     (out_dir / "result.txt").write_text("\n".join(lines + [""] + list(details)) + "\n", encoding="utf-8")
     print(f"{hyp}: {summary}")
     return result

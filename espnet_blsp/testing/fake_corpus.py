@@ -1,4 +1,5 @@
-"""A tiny fake corpus (Kaldi data dirs over synthetic WAVs) for recipe tests."""
+"""A tiny fake corpus (Kaldi data dirs over synthetic WAVs) for recipe tests, and the bad
+clips a real corpus holds (``add_bad_clips``)."""
 
 import os
 from pathlib import Path
@@ -37,3 +38,32 @@ def make_fake_corpus(root: str, sets: Dict[str, int] = None, seed: int = 0) -> s
         for fname, rows in lines.items():
             (d / fname).write_text("\n".join(sorted(rows)) + "\n")
     return root
+
+
+# utterance -> the reason stage 2 excludes it with (espnet_blsp.bin.dump_feats)
+BAD_CLIPS = {
+    "spk0-bad-corrupt": "unreadable audio",  # a WAV header followed by noise bytes
+    "spk0-bad-empty": "unreadable audio",    # 0 bytes
+    "spk1-bad-long": "too long",             # 35 s
+    "spk1-bad-short": "too short",           # 0.05 s
+}
+
+
+def add_bad_clips(data_dir: str, seed: int = 0) -> Dict[str, str]:
+    """Add the four ``BAD_CLIPS`` to a Kaldi dir of ``make_fake_corpus``; returns
+    utterance -> audio path."""
+    import soundfile
+
+    d = Path(data_dir)
+    wav = d / "wav"
+    wav.mkdir(parents=True, exist_ok=True)
+    files = {u: wav / f"{u}.wav" for u in BAD_CLIPS}
+    files["spk0-bad-corrupt"].write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + np.random.default_rng(seed).bytes(64))
+    files["spk0-bad-empty"].write_bytes(b"")
+    soundfile.write(str(files["spk1-bad-long"]), np.full(35 * 16000, 0.01, dtype=np.float32), 16000)
+    soundfile.write(str(files["spk1-bad-short"]), np.zeros(800, dtype=np.float32), 16000)
+    for name, value in (("wav.scp", lambda u: os.path.abspath(files[u])), ("text", lambda u: "the weather is warm"),
+                        ("utt2spk", lambda u: u.split("-")[0])):
+        rows = (d / name).read_text().splitlines() + [f"{u} {value(u)}" for u in BAD_CLIPS]
+        (d / name).write_text("\n".join(sorted(rows)) + "\n")
+    return {u: os.path.abspath(p) for u, p in files.items()}

@@ -26,25 +26,42 @@ class AudioError(ValueError):
 
 
 def _read_file(path: str, utt_id: str) -> Tuple[np.ndarray, int]:
-    """(samples, channels) float32 and the rate; soundfile first, then torchaudio."""
+    """(samples, channels) float32 and the rate; soundfile first, then torchaudio (for the
+    formats libsndfile lacks). The error names the file and what is wrong with it; a
+    torchaudio that cannot run here (no backend, e.g. torchcodec missing) is left out of it."""
     import soundfile
 
     if not Path(path).is_file():
         raise AudioError(f"utterance {utt_id}: audio file not found: {path}")
+    if Path(path).stat().st_size == 0:
+        raise AudioError(f"utterance {utt_id}: empty audio file (0 bytes): {path}")
     try:
         data, sr = soundfile.read(path, dtype="float32", always_2d=True)  # (S, C)
         return data, sr
     except Exception as sf_error:  # noqa: BLE001 - libsndfile reports bad files several ways
+        reason = _file_reason(sf_error, path)
         try:
             import torchaudio
 
             wav, sr = torchaudio.load(path)  # (C, S) float32
             return wav.numpy().T, sr
         except Exception as ta_error:  # noqa: BLE001
-            raise AudioError(
-                f"utterance {utt_id}: cannot decode audio {path} (soundfile: {sf_error}; "
-                f"torchaudio: {str(ta_error).splitlines()[0] if str(ta_error) else type(ta_error).__name__})"
-            ) from None
+            if not _backend_missing(ta_error):
+                reason += f"; torchaudio: {_file_reason(ta_error, path)}"
+        raise AudioError(f"utterance {utt_id}: cannot decode audio {path}: {reason}") from None
+
+
+def _file_reason(error: Exception, path: str) -> str:
+    """The first line of a decoder's error, without the path it repeats."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text.replace(f"Error opening {path!r}: ", "").replace(f"Error opening '{path}': ", "").strip()
+
+
+def _backend_missing(error: Exception) -> bool:
+    """True when torchaudio failed for want of a decoding backend, not because of the file."""
+    text = str(error).lower()
+    return isinstance(error, (ImportError, RuntimeError)) and any(
+        word in text for word in ("torchcodec", "backend", "ffmpeg", "no module"))
 
 
 def _read_pipe(spec: str, utt_id: str) -> Tuple[np.ndarray, int]:
