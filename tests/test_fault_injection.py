@@ -46,7 +46,9 @@ ORPHAN_WAIT_S = 5.0
 log = logging.getLogger(__name__)
 
 # outputs that differ between any two runs (logs, commands, times) or are the faults' own
-SKIP_NAMES = {"run.sh.cmd", "train.cmd", "cmd", ".lock"}
+# stage marks (.done, .config_checked) record fingerprints of their inputs, e.g. the bytes of
+# feats.scp, whose ark offsets differ after a redo; the outputs they describe are compared
+SKIP_NAMES = {"run.sh.cmd", "train.cmd", "cmd", ".lock", ".done", ".config_checked"}
 SKIP_SUFFIXES = (".log", ".broken", ".png", ".ark")  # arks: compared through their scp
 SKIP_DIRS = {"log", "tensorboard", "images", "att_ws"}
 

@@ -223,7 +223,7 @@ def test_make_results_embeds_the_learning_curve(curve, tmp_path):
 
     def make_results(*args):
         r = subprocess.run([sys.executable, str(REPO / "local/make_results.py"), *args], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
     make_results("--exp", "exp/tiny", "--exp", "exp/nocurve", "--out", "exp/RESULTS_all.md")
     text = (tmp_path / "exp/RESULTS_all.md").read_text()
