@@ -27,8 +27,11 @@ extras_require = {
     "mini": ["gguf", "accelerate", "piper-tts==1.8.0", "matplotlib"],
     # --use_deepspeed (ESPnet's DeepSpeed trainer; CUDA only)
     "deepspeed": ["deepspeed"],
-    # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes; matplotlib: learning curves
-    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib"],
+    # bin/analyze and bin/asr_probe: t-SNE (scikit-learn) and the figures
+    "analysis": ["scikit-learn", "matplotlib"],
+    # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes; matplotlib: learning curves;
+    # scikit-learn: tests/test_analysis.py (t-SNE)
+    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib", "scikit-learn"],
 }
 
 setup(

@@ -1,0 +1,67 @@
+"""Mean cosine similarities of prompt representations (BLSP Tables 7, 8, 12, 13).
+
+Usage::
+
+    paired_similarity(speech[k], text[k])       # Tables 8/13: one instruction, mean over utterances
+    instruction_similarity(speech)              # Tables 7/12: (K, K), the same input across instructions
+
+Shapes: ``speech``/``text`` are (K, N, H) (K instructions, N utterances, H width) or, for the
+layer-wise variants, (K, L+1, N, H). Every cosine is computed per utterance (row against row)
+in float64 and then averaged over the N utterances; nothing is normalised across utterances.
+"""
+
+import numpy as np
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of (..., H) arrays -> (...). A zero vector raises."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"cosine: shapes differ, {a.shape} vs {b.shape}")
+    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    if (na == 0).any() or (nb == 0).any():
+        raise ValueError("cosine: a representation is the zero vector")
+    return (a * b).sum(-1) / (na * nb)
+
+
+def paired_similarity(speech: np.ndarray, text: np.ndarray) -> float:
+    """Mean over utterances of cos(speech_i, text_i): (N, H), (N, H) -> float."""
+    return float(cosine(speech, text).mean())
+
+
+def instruction_similarity(states: np.ndarray) -> np.ndarray:
+    """(K, N, H) -> (K, K): entry (i, j) is the mean over utterances n of
+    cos(states[i, n], states[j, n]); the diagonal is 1."""
+    states = np.asarray(states)
+    K = states.shape[0]
+    out = np.empty((K, K))
+    for i in range(K):
+        for j in range(K):
+            out[i, j] = cosine(states[i], states[j]).mean()
+    return out
+
+
+def off_diagonal_mean(matrix: np.ndarray) -> float:
+    """Mean of the K(K-1) entries off the diagonal of a (K, K) matrix."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    K = matrix.shape[0]
+    if K < 2:
+        raise ValueError("off_diagonal_mean needs at least 2 instructions")
+    return float((matrix.sum() - np.trace(matrix)) / (K * (K - 1)))
+
+
+def layerwise(speech: np.ndarray, text: np.ndarray) -> dict:
+    """Per-layer statistics of (K, L+1, N, H) speech and text states.
+
+    Returns ``paired`` (K, L+1): mean cos(speech, text) per instruction and layer;
+    ``cross_speech`` / ``cross_text`` (K, K, L+1): :func:`instruction_similarity` per layer.
+    """
+    speech, text = np.asarray(speech), np.asarray(text)
+    if speech.shape != text.shape or speech.ndim != 4:
+        raise ValueError(f"layerwise: need two (K, L+1, N, H) arrays, got {speech.shape} and {text.shape}")
+    K, L1 = speech.shape[:2]
+    paired = cosine(speech, text).mean(-1)  # (K, L+1)
+    cross_s = np.stack([instruction_similarity(speech[:, l]) for l in range(L1)], axis=-1)
+    cross_t = np.stack([instruction_similarity(text[:, l]) for l in range(L1)], axis=-1)
+    return {"paired": paired, "cross_speech": cross_s, "cross_text": cross_t}
