@@ -44,7 +44,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from espnet_blsp.analysis.representations import INSTRUCTIONS, NAMES
-from espnet_blsp.analysis.similarity import instruction_similarity, layerwise, off_diagonal_mean
+from espnet_blsp.analysis.similarity import layerwise, off_diagonal_mean
 
 CODES = list(INSTRUCTIONS)
 UNTRAINED = "untrained adapter"
