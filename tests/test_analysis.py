@@ -128,6 +128,25 @@ def test_paired_and_instruction_similarity_by_hand():
     assert off_diagonal_mean([[1, 0.2, 0.4], [0.2, 1, 0.6], [0.4, 0.6, 1]]) == pytest.approx(0.4)
 
 
+def test_centred_similarities_by_hand():
+    """K = 2 instructions, L+1 = 1 layer, N = 2 utterances, H = 2."""
+    speech = np.array([[[[1.0, 0.0], [0.0, 1.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])
+    text = np.array([[[[2.0, 0.0], [0.0, 2.0]]], [[[3.0, 1.0], [1.0, 3.0]]]])
+    s = layerwise(speech, text)
+    # instruction 0: mu_0 = (1, 1); s - mu_0 = (0, -1), (-1, 0); t - mu_0 = (1, -1), (-1, 1)
+    # instruction 1: mu_1 = (2, 2); s - mu_1 = (-1, -1) twice; t - mu_1 = (1, -1), (-1, 1): cos 0
+    r = 1 / math.sqrt(2)
+    np.testing.assert_allclose(s["paired_c"][:, 0], [r, 0.0], atol=1e-12)
+    # over all text states mu = (1.5, 1.5); utterance 0: s_0 - mu = (-0.5, -1.5), s_1 - mu = (-0.5, -0.5)
+    a, b = np.array([-0.5, -1.5]), np.array([-0.5, -0.5])
+    c, d = np.array([-1.5, -0.5]), np.array([-0.5, -0.5])  # utterance 1
+    expected = (a @ b / np.linalg.norm(a) / np.linalg.norm(b) + c @ d / np.linalg.norm(c) / np.linalg.norm(d)) / 2
+    assert s["cross_speech_c"][0, 1, 0] == pytest.approx(expected)
+    # the same state for every prompt (layer 0 at the last position): centred is undefined, not an error
+    same = np.ones((2, 1, 3, 4))
+    assert np.isnan(layerwise(same, same)["paired_c"]).all()
+
+
 def test_layerwise_equals_a_loop():
     rng = np.random.default_rng(0)
     K, L1, N, H = 4, 3, 5, 7

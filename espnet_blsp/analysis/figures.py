@@ -8,6 +8,7 @@ Usage::
 t-SNE is scikit-learn's (``pip install 'espnet_blsp[analysis]'``); plots are matplotlib (Agg).
 """
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -74,34 +75,40 @@ def tsne_plot(path, title: str, speech: np.ndarray, text: np.ndarray, codes: Seq
 
 
 def layer_plot(path, title: str, stats: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """Two panels against the LLM layer (0 = input embeddings): the mean cosine of paired
+    """Four panels against the LLM layer (0 = input embeddings): the mean cosine of paired
     speech/text (mean over instructions), and the mean cosine of the same input under
-    different instructions (off-diagonal mean; speech per system, text dashed).
+    different instructions (off-diagonal mean; speech per system, text dashed); top raw,
+    bottom centred (see :func:`~espnet_blsp.analysis.similarity.layerwise`).
 
     ``stats``: {system: :func:`~espnet_blsp.analysis.similarity.layerwise` output}.
     """
     from espnet_blsp.analysis.similarity import off_diagonal_mean
 
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    text_done = False
-    for i, (system, s) in enumerate(stats.items()):
-        layers = np.arange(s["paired"].shape[1])
-        left.plot(layers, s["paired"].mean(0), marker="o", ms=3, color=f"C{i}", label=system)
-        cross = [off_diagonal_mean(s["cross_speech"][:, :, l]) for l in layers]
-        right.plot(layers, cross, marker="o", ms=3, color=f"C{i}", label=f"{system}: speech")
-        if not text_done:  # the transcripts' states do not depend on the adapter
-            right.plot(layers, [off_diagonal_mean(s["cross_text"][:, :, l]) for l in layers], color="black",
-                       ls="--", label="text input (transcripts)")
-            text_done = True
-    left.set_title("paired speech / text, same instruction (BLSP Tables 8, 13)", fontsize=10)
-    right.set_title("same input, different instructions (BLSP Tables 7, 12)", fontsize=10)
-    for ax in (left, right):
-        ax.set_xlabel("LLM layer (0 = input embeddings)")
-        ax.set_ylabel("mean cosine similarity")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9), sharex=True)
+    for row, (sfx, kind) in enumerate((("", "raw"), ("_c", "centred"))):
+        left, right = axes[row]
+        for i, (system, s) in enumerate(stats.items()):
+            layers = np.arange(s["paired"].shape[1])
+            with warnings.catch_warnings():  # layer 0 centred: all NaN (one suffix embedding)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                paired = np.nanmean(s["paired" + sfx], axis=0)
+            left.plot(layers, paired, marker="o", ms=3, color=f"C{i}", label=system)
+            cross = [off_diagonal_mean(s["cross_speech" + sfx][:, :, l]) for l in layers]
+            right.plot(layers, cross, marker="o", ms=3, color=f"C{i}", label=f"{system}: speech")
+        first = next(iter(stats.values()))  # the transcripts' states do not depend on the adapter
+        layers = np.arange(first["paired"].shape[1])
+        right.plot(layers, [off_diagonal_mean(first["cross_text" + sfx][:, :, l]) for l in layers], color="black",
+                   ls="--", label="text input (transcripts)")
+        left.set_title(f"paired speech / text, same instruction ({kind}; BLSP Tables 8, 13)", fontsize=10)
+        right.set_title(f"same input, different instructions ({kind}; BLSP Tables 7, 12)", fontsize=10)
+        for ax in (left, right):
+            if row == 1:
+                ax.set_xlabel("LLM layer (0 = input embeddings)")
+            ax.set_ylabel(f"mean cosine similarity ({kind})")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=9)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

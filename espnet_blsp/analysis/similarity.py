@@ -13,15 +13,19 @@ in float64 and then averaged over the N utterances; nothing is normalised across
 import numpy as np
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of (..., H) arrays -> (...). A zero vector raises."""
+def cosine(a: np.ndarray, b: np.ndarray, zero: str = "raise") -> np.ndarray:
+    """Row-wise cosine similarity of (..., H) arrays -> (...). A zero vector raises, or with
+    ``zero="nan"`` gives NaN (centred states can be 0: e.g. layer 0 at the last position)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"cosine: shapes differ, {a.shape} vs {b.shape}")
     na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
-    if (na == 0).any() or (nb == 0).any():
-        raise ValueError("cosine: a representation is the zero vector")
+    bad = (na == 0) | (nb == 0)
+    if bad.any():
+        if zero != "nan":
+            raise ValueError("cosine: a representation is the zero vector")
+        na, nb = np.where(bad, np.nan, na), np.where(bad, np.nan, nb)
     return (a * b).sum(-1) / (na * nb)
 
 
@@ -30,7 +34,7 @@ def paired_similarity(speech: np.ndarray, text: np.ndarray) -> float:
     return float(cosine(speech, text).mean())
 
 
-def instruction_similarity(states: np.ndarray) -> np.ndarray:
+def instruction_similarity(states: np.ndarray, zero: str = "raise") -> np.ndarray:
     """(K, N, H) -> (K, K): entry (i, j) is the mean over utterances n of
     cos(states[i, n], states[j, n]); the diagonal is 1."""
     states = np.asarray(states)
@@ -38,7 +42,7 @@ def instruction_similarity(states: np.ndarray) -> np.ndarray:
     out = np.empty((K, K))
     for i in range(K):
         for j in range(K):
-            out[i, j] = cosine(states[i], states[j]).mean()
+            out[i, j] = cosine(states[i], states[j], zero).mean()
     return out
 
 
@@ -54,14 +58,28 @@ def off_diagonal_mean(matrix: np.ndarray) -> float:
 def layerwise(speech: np.ndarray, text: np.ndarray) -> dict:
     """Per-layer statistics of (K, L+1, N, H) speech and text states.
 
-    Returns ``paired`` (K, L+1): mean cos(speech, text) per instruction and layer;
-    ``cross_speech`` / ``cross_text`` (K, K, L+1): :func:`instruction_similarity` per layer.
+    Raw, as the paper: ``paired`` (K, L+1), the mean cos(speech, text) per instruction and
+    layer; ``cross_speech`` / ``cross_text`` (K, K, L+1), :func:`instruction_similarity` per layer.
+
+    Centred (``*_c``, same shapes): the states at one position share a large common component
+    (the template's last token), which keeps every raw cosine high. ``paired_c`` subtracts
+    mu_k, the mean of the text states under instruction k, from both inputs: whether the
+    speech carries what sets its transcript apart from the other transcripts (an adapter
+    whose output the LLM ignores scores ~0). ``cross_*_c`` subtract mu, the mean of all text
+    states: whether the instruction still moves the state once the shared part is gone.
+    Undefined (NaN) where the centred states are 0 (layer 0: the same suffix embedding).
     """
-    speech, text = np.asarray(speech), np.asarray(text)
+    speech, text = np.asarray(speech, dtype=np.float64), np.asarray(text, dtype=np.float64)
     if speech.shape != text.shape or speech.ndim != 4:
         raise ValueError(f"layerwise: need two (K, L+1, N, H) arrays, got {speech.shape} and {text.shape}")
-    K, L1 = speech.shape[:2]
-    paired = cosine(speech, text).mean(-1)  # (K, L+1)
-    cross_s = np.stack([instruction_similarity(speech[:, l]) for l in range(L1)], axis=-1)
-    cross_t = np.stack([instruction_similarity(text[:, l]) for l in range(L1)], axis=-1)
-    return {"paired": paired, "cross_speech": cross_s, "cross_text": cross_t}
+    L1 = speech.shape[1]
+    mu_k = text.mean(axis=2, keepdims=True)  # (K, L+1, 1, H)
+    mu = text.mean(axis=(0, 2), keepdims=True)  # (1, L+1, 1, H)
+    out = {"paired": cosine(speech, text).mean(-1),  # (K, L+1)
+           "paired_c": cosine(speech - mu_k, text - mu_k, zero="nan").mean(-1)}
+    for name, states in (("speech", speech), ("text", text)):
+        out[f"cross_{name}"] = np.stack([instruction_similarity(states[:, l]) for l in range(L1)], axis=-1)
+        out[f"cross_{name}_c"] = np.stack([instruction_similarity(states[:, l] - mu[:, l], zero="nan")
+                                           for l in range(L1)], axis=-1)
+    return out
+

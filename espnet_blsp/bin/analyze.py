@@ -187,15 +187,25 @@ def render_markdown(tag: str, results: Dict[str, dict], layer: int, num_layers: 
             f"Mean cosine similarity at {layer_name}: paired speech/text under the same instruction "
             "(mean of the four instructions; high = speech is read like its transcript), and the same "
             "input under different instructions (mean of the off-diagonal entries; low = the instruction "
-            "changes the representation, i.e. it is followed).", ""]
-    rows = [[name, f"{r['paired'][:, layer].mean():.3f}", f"{off_diagonal_mean(r['cross_speech'][:, :, layer]):.3f}"]
-            for name, r in results.items()]
-    rows.append(["text input (transcripts)", "1.000", f"{off_diagonal_mean(first['cross_text'][:, :, layer]):.3f}"])
-    out += _table(["system", "paired speech/text↑", "same speech, other instruction"], rows)
+            "changes the representation, i.e. it is followed). Raw: as the paper computes them. Centred: "
+            "after subtracting the mean text state (per instruction for the paired column, over all "
+            "instructions for the other), since all states at this position share a large common part "
+            "that keeps every raw cosine high; an adapter whose output the LLM ignores gets a centred "
+            "paired similarity near 0.", ""]
+    rows = [[name, f"{r['paired'][:, layer].mean():.3f}", f"{np.nanmean(r['paired_c'][:, layer]):.3f}",
+             f"{off_diagonal_mean(r['cross_speech'][:, :, layer]):.3f}",
+             f"{off_diagonal_mean(r['cross_speech_c'][:, :, layer]):.3f}"] for name, r in results.items()]
+    rows.append(["text input (transcripts)", "1.000", "1.000", f"{off_diagonal_mean(first['cross_text'][:, :, layer]):.3f}",
+                 f"{off_diagonal_mean(first['cross_text_c'][:, :, layer]):.3f}"])
+    out += _table(["system", "paired speech/text↑ raw", "centred", "same speech, other instruction: raw",
+                   "centred"], rows)
     out += ["", "## Paired speech/text under the same instruction (BLSP Tables 8, 13)", ""]
-    out += _table(["system"] + CODES + ["mean"],
-                  [[name] + [f"{v:.3f}" for v in r["paired"][:, layer]] + [f"{r['paired'][:, layer].mean():.3f}"]
-                   for name, r in results.items()])
+    paired_rows = []
+    for name, r in results.items():
+        for key, label in (("paired", name), ("paired_c", f"{name}, centred")):
+            v = r[key][:, layer]
+            paired_rows.append([label] + [f"{x:.3f}" for x in v] + [f"{np.nanmean(v):.3f}"])
+    out += _table(["system"] + CODES + ["mean"], paired_rows)
     out += ["", "## The same input under different instructions (BLSP Tables 7, 12)", ""]
     for name, r in results.items():
         out += [f"### {name} (speech)", ""] + _matrix(r["cross_speech"][:, :, layer], "S") + [""]
@@ -253,7 +263,7 @@ def run(args, command: str) -> Dict[str, dict]:
         if llm_num_layers(cfg["llm_conf"]) != num_layers:
             raise ValueError(f"{s['exp_dir']}: its LLM has {llm_num_layers(cfg['llm_conf'])} layers, "
                              f"that of {args.exp_dir} {num_layers}: the layer-wise plot needs the same LLM")
-        setup = {"data_dir": str(args.data_dir), "keys": keys, "layer": layer, "instructions": INSTRUCTIONS,
+        setup = {"stats": 2, "data_dir": str(args.data_dir), "keys": keys, "layer": layer, "instructions": INSTRUCTIONS,
                  "exp_dir": str(s["exp_dir"]), "checkpoint": str(ckpt) if ckpt else None,
                  "checkpoint_mtime_ns": ckpt.stat().st_mtime_ns if ckpt else None}
         path = out_dir / f"states_{slug(s['name'])}.npz"
@@ -302,7 +312,11 @@ def run(args, command: str) -> Dict[str, dict]:
                                   "cross_text": r["cross_text"][:, :, layer].tolist(),
                                   "paired_by_layer": r["paired"].mean(0).tolist(),
                                   "cross_speech_by_layer": [off_diagonal_mean(r["cross_speech"][:, :, l])
-                                                            for l in range(num_layers + 1)]}
+                                                            for l in range(num_layers + 1)],
+                                  "paired_centred": dict(zip(CODES, r["paired_c"][:, layer].tolist())),
+                                  "cross_speech_centred": r["cross_speech_c"][:, :, layer].tolist(),
+                                  "paired_centred_by_layer": [None if np.isnan(v).all() else float(np.nanmean(v))
+                                                              for v in r["paired_c"].T]}
                            for name, r in results.items()}}
     (out_dir / "similarity.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     logging.info(f"wrote {out_dir}/analysis.md, similarity.json, layers.png and {len(results)} t-SNE plots")
