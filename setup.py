@@ -29,9 +29,12 @@ extras_require = {
     "deepspeed": ["deepspeed"],
     # the web demo (python -m espnet_blsp.bin.demo, make web-demo)
     "demo": ["gradio>=6,<7"],
+    # bin/analyze and bin/asr_probe: t-SNE (scikit-learn) and the figures
+    "analysis": ["scikit-learn", "matplotlib"],
     # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes; matplotlib: learning curves;
-    # gradio + selenium: tests/test_demo_browser.py (with Debian's chromium and chromium-driver, .ci/run)
-    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib", "gradio>=6,<7", "selenium"],
+    # gradio + selenium: tests/test_demo_browser.py (with Debian's chromium and chromium-driver, make install-browser);
+    # scikit-learn: tests/test_analysis.py (t-SNE)
+    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib", "gradio>=6,<7", "selenium", "scikit-learn"],
 }
 
 setup(

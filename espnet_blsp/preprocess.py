@@ -30,6 +30,10 @@ class BLSPPreprocessor:
         llm_path: directory (or hub id) of the LLM whose tokenizer is used.
         prompt_template: ``blsp`` or ``chat`` (see :class:`PromptTemplate`).
         default_instruction: used when the utterance has no ``instruction``.
+        response_from_text: the transcript is every utterance's response (ASR pretraining,
+            BLSP Sec. 2 and Appendix A: the adapter learns to make the LLM output the transcript;
+            with ``default_instruction`` the repeat instruction); ``response``/``response_ids``
+            are then not read.
     """
 
     def __init__(
@@ -40,8 +44,10 @@ class BLSPPreprocessor:
             "Continue the following text in a coherent and engaging style "
             "with less than 40 words."
         ),
+        response_from_text: bool = False,
     ):
         self.llm_path = llm_path
+        self.response_from_text = response_from_text
         self.prompt_template = prompt_template
         self.default_instruction = default_instruction
         self._template = None
@@ -78,9 +84,13 @@ class BLSPPreprocessor:
             t.prefix_ids(instruction or self.default_instruction), dtype=np.int64
         )
         out["suffix"] = np.asarray(t.suffix_ids(), dtype=np.int64)
+        if self.response_from_text:  # ASR pretraining: the response is the transcript
+            if "text" not in out:
+                raise ValueError(f"utterance {uid}: response_from_text needs the transcript (text)")
+            out["response"] = out["text"].copy()
         # the ids the teacher generated, not a re-tokenisation of their text, which need not
         # give them back (byte-level BPE: "The" vs " The")
-        if "response_ids" in data:
+        elif "response_ids" in data:
             ids = np.asarray(data["response_ids"], dtype=np.int64).reshape(-1)
             if ids.size == 0 or ids.min() < 0:
                 raise ValueError(f"utterance {uid}: response_ids must be non-empty token ids")
@@ -92,8 +102,8 @@ class BLSPPreprocessor:
         return out
 
 
-def build_preprocessor(llm_conf: Dict, default_instruction: Optional[str] = None):
-    kwargs = {}
+def build_preprocessor(llm_conf: Dict, default_instruction: Optional[str] = None, response_from_text: bool = False):
+    kwargs = {"response_from_text": response_from_text}
     if default_instruction:
         kwargs["default_instruction"] = default_instruction
     return BLSPPreprocessor(

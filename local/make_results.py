@@ -12,7 +12,9 @@ Rows: Text+LLM and Whisper+LLM (``<first exp>/baselines/{text_llm,whisper_llm}``
 average over ST sets), SLU accuracy, continuation/QA Self-BLEU / Self-ROUGE-L, per test
 set. The directory naming contract is in ``espnet_blsp/scoring/results.py``. An ``--exp``
 with ``curves/learning_curve.md`` (``python -m espnet_blsp.bin.learning_curve``) gets its
-plot linked and its table copied under "Learning curves".
+plot linked and its table copied under "Learning curves". One with ``analysis/analysis.md``
+(``python -m espnet_blsp.bin.analyze``) and/or ``analysis/asr_probe/asr_probe.md``
+(``python -m espnet_blsp.bin.asr_probe``) gets their tables and figures under "Analysis".
 
 With ``--score``, every ``decode_<task>_<testset>/text`` is (re)scored first against
 ``<data_root>/<testset>/{text,translation,label}`` or the Text+LLM outputs; without it,

@@ -47,6 +47,8 @@ st_lang=de              # target language of the st task
 rp_ratio=               # repetition:continuation mix, e.g. 1:9 (default: from the config)
 tag=                    # experiment name (default: config file name)
 baselines="text whisper untrained"  # Text+LLM, Whisper+LLM and untrained-adapter floor
+analysis=false          # true: representation analysis + ASR probe on the first test set after decoding (-> exp/<tag>/analysis)
+analysis_args=          # extra arguments for bin/analyze, e.g. "--compare ASR-pretraining=exp/train_asr_pretrain"
 learning_curve=         # true: validation repeat WER / Self-BLEU of every epoch's checkpoint, plotted (default false)
 curve_utts=32           # validation utterances decoded per learning-curve point
 dump_encoder_output=    # true: dump frozen encoder outputs instead of log-mel (frozen encoder only; default false)
@@ -331,6 +333,16 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         # shellcheck disable=SC2086
         python -m espnet_blsp.bin.learning_curve --exp_dir "${expdir}" --data_dir "${valid_dir}" \
             --ref_text "data/${valid_set}/text" --num_utts ${curve_utts} --device ${device} ${decode_opts}
+    fi
+    if [ "${analysis}" = true ]; then
+        first_test=${test_sets%% *}
+        probe_config=conf/$([ "${corpus}" = mini ] && echo mini/ || true)asr_probe.yaml
+        log "Stage 5: analysis: ${expdir} on dump/${first_test} -> ${expdir}/analysis/ (representations; ASR probe trained on dump/${train_set})"
+        # shellcheck disable=SC2086
+        python -m espnet_blsp.bin.analyze --exp_dir "${expdir}" --data_dir "dump/${first_test}" --device ${device} ${analysis_args}
+        # shellcheck disable=SC2086
+        python -m espnet_blsp.bin.asr_probe --exp_dir "${expdir}" --config "${probe_config}" --train_dir "dump/${train_set}" \
+            --test_dir "dump/${first_test}" --ref_text "data/${first_test}/text" --device ${device} ${decode_opts}
     fi
 fi
 

@@ -15,6 +15,8 @@ Modes (``--mode``):
     text       Text+LLM baseline: the transcript goes to the LLM
     whisper    Whisper+LLM baseline: the Whisper decoder transcribes, then the LLM answers
                (the transcripts are also written to ``out_dir/asr_text``)
+    cascade    CTC+LLM baseline (BLSP Table 2): the CTC model of ``bin/cascade_asr`` on the frozen
+               encoder (``--cascade_asr DIR``) transcribes, then the LLM answers (``out_dir/asr_text``)
 
 Writes ``out_dir/text`` (Kaldi style, one response per line) and ``out_dir/cmd``.
 Resumable: utterances already in ``out_dir/text`` are skipped.
@@ -289,6 +291,19 @@ def whisper_transcribe(whisper_path: str, wav_dir: Path, keys: List[str], out: P
     return {k: done[k] for k in keys}
 
 
+def cascade_transcribe(model, cascade, feats_scp, keys: List[str], out: Path, args) -> Dict[str, str]:
+    """The CTC+LLM cascade's transcripts (``bin/cascade_asr``), resumable in ``out``."""
+    done = recover_lines(out)
+    todo = [k for k in keys if k not in done]
+    with LineAppender(out) as w:
+        for i in tqdm(range(0, len(todo), args.batch_size), desc="cascade asr", mininterval=5):
+            batch = todo[i : i + args.batch_size]
+            mats = [torch.from_numpy(kaldiio.load_mat(feats_scp[k]).copy()) for k in batch]
+            w.write(zip(batch, cascade.transcribe(model, mats, args.batch_size, batch)))
+    done = recover_lines(out)
+    return {k: done[k] for k in keys}
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True, nargs="+", help="dump/<set> dirs with feats.scp and text")
@@ -296,11 +311,12 @@ def get_parser() -> argparse.ArgumentParser:
                    help="output dir; with several tasks or data dirs, a pattern with {task} and {dset} "
                    "(the data dir's name)")
     p.add_argument("--task", default=["asr"], nargs="+", help="one or more of " + "|".join(TASKS))
-    p.add_argument("--mode", default="speech", choices=["speech", "untrained", "text", "whisper"])
+    p.add_argument("--mode", default="speech", choices=["speech", "untrained", "text", "whisper", "cascade"])
     p.add_argument("--exp_dir", help="training dir (config.yaml + checkpoints); speech/untrained/text modes")
     p.add_argument("--checkpoint", default=None, help="file name inside exp_dir")
     p.add_argument("--llm", help="LLM dir for text/whisper modes (default: from exp_dir config)")
     p.add_argument("--whisper", help="Whisper checkpoint (encoder+decoder) for --mode whisper")
+    p.add_argument("--cascade_asr", help="dir of bin/cascade_asr (model.pt) for --mode cascade")
     p.add_argument("--wav_data_dir", nargs="+",
                    help="data/<set> dirs with wav.scp for --mode whisper, one per --data_dir")
     p.add_argument("--target_lang", default=None)
@@ -356,6 +372,11 @@ def main(cmd=None) -> None:
         raise SystemExit(f"--mode {args.mode} needs --exp_dir")
     if args.mode == "whisper" and not (args.whisper and args.wav_data_dir):
         raise SystemExit("--mode whisper needs --whisper and --wav_data_dir")
+    if args.mode == "cascade" and not (args.cascade_asr and args.exp_dir):
+        raise SystemExit("--mode cascade needs --cascade_asr and --exp_dir")
+    if args.mode == "cascade" and not (Path(args.cascade_asr) / "model.pt").exists():
+        raise SystemExit(f"--cascade_asr {args.cascade_asr} holds no model.pt: train the cascade's ASR model "
+                         "first (python -m espnet_blsp.bin.cascade_asr)")
     model = llm = None  # loaded on the first job with work left
     asr_files: Dict[Path, Path] = {}  # Whisper transcripts, made once per data dir
     for task, data_dir, wav_dir, out_dir in _jobs(args):
@@ -373,9 +394,13 @@ def main(cmd=None) -> None:
             continue
         instr = instructions_for(task, data_dir, todo, args.target_lang)
         if llm is None:
-            if args.mode in ("speech", "untrained"):
+            if args.mode in ("speech", "untrained", "cascade"):
                 model = build_model(Path(args.exp_dir), device, args.checkpoint, load=args.mode == "speech")
                 llm = model.llm
+                if args.mode == "cascade":  # the encoder and the LLM of the experiment, not its adapter
+                    from espnet_blsp.bin.cascade_asr import CascadeASR
+
+                    cascade = CascadeASR.load(Path(args.cascade_asr), device)
             else:
                 llm = _load_llm(args, device)
         prefixes = prefix_tensors(llm, instr, device)
@@ -390,7 +415,10 @@ def main(cmd=None) -> None:
                 asr_path = out_dir / "asr_text"
                 if data_dir in asr_files and not asr_path.exists():
                     shutil.copyfile(asr_files[data_dir], asr_path)
-                asr = whisper_transcribe(args.whisper, wav_dir, todo, asr_path, args, device)
+                if args.mode == "whisper":
+                    asr = whisper_transcribe(args.whisper, wav_dir, todo, asr_path, args, device)
+                else:
+                    asr = cascade_transcribe(model, cascade, read_kv(data_dir / "feats.scp"), todo, asr_path, args)
                 asr_files[data_dir] = asr_path
                 decode_text(llm, todo, asr, prefixes, args, writer, device)
         logging.info(f"decoded {len(todo)} utterances in {time.time() - t0:.1f} s -> {out_path}")

@@ -270,6 +270,33 @@ class SpeechLLM(nn.Module):
             )
         return out.last_hidden_state
 
+    @property
+    def num_layers(self) -> int:
+        """Decoder layers L; :meth:`layer_states` returns L + 1 states (0 = input embeddings)."""
+        return self.model.config.get_text_config().num_hidden_layers
+
+    def layer_states(self, batch: PromptBatch) -> Tuple[torch.Tensor, ...]:
+        """The hidden states of every layer: L + 1 tensors (B, T, H).
+
+        Index 0 is the input embeddings (the adapter outputs at speech positions), index l the
+        output of decoder layer l, and index L the final, post-norm state (equal to
+        :meth:`hidden_states`). One full forward, no prefix cache (the analysis tools need the
+        prefix rows of every layer); Partial LoRA is active at ``batch.speech_mask``.
+        """
+        with speech_positions(self.model, batch.speech_mask):
+            out = self.decoder()(
+                inputs_embeds=batch.inputs_embeds,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+                output_hidden_states=True,
+            )
+        states = tuple(out.hidden_states)
+        if len(states) != self.num_layers + 1:
+            raise RuntimeError(f"the decoder returned {len(states)} hidden states for {self.num_layers} layers "
+                               f"(expected {self.num_layers + 1}: embeddings + one per layer)")
+        return states
+
     @torch.no_grad()
     def _prefix_states(self, ids: Tuple[int, ...]):
         """Keys/values per layer ((1, h, P, d) each) and final hidden states (P, H) of a prefix."""

@@ -20,6 +20,8 @@ baselines, decoded with the same instructions::
     exp/<tag>/baselines/whisper_llm   Whisper+LLM  (Whisper transcribes, the LLM answers)
     exp/<tag>/baselines/untrained     the model with its adapter at random init (a floor)
     exp/<tag>/curves/learning_curve.{md,png}   learning curves (``bin/learning_curve``), if made
+    exp/<tag>/analysis/analysis.md         representation analysis (``bin/analyze``), if made
+    exp/<tag>/analysis/asr_probe/asr_probe.md   ASR probe (``bin/asr_probe``), if made
 
 Rows of the table, in this order, each only if its dir exists: ``Text+LLM`` and
 ``Whisper+LLM`` (from the first ``--exp``), one row per ``--exp`` (named ``<tag>``), one
@@ -388,6 +390,33 @@ def learning_curves(exps: Sequence[Path], out_path: Optional[Path] = None) -> Li
     return ["", "## Learning curves"] + lines if lines else []
 
 
+ANALYSIS_MDS = (Path("analysis") / "analysis.md", Path("analysis") / "asr_probe" / "asr_probe.md")  # bin/analyze, bin/asr_probe
+_IMAGE_RE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def analysis_sections(exps: Sequence[Path], out_path: Optional[Path] = None) -> List[str]:
+    """An "Analysis" section for the experiments with ``analysis/analysis.md`` and/or
+    ``analysis/asr_probe/asr_probe.md``: their text under a heading per experiment, their
+    headings moved three levels down and their figures linked relative to ``out_path``'s dir."""
+    base = Path(out_path).resolve().parent if out_path else Path.cwd()
+    lines = []
+    for e in exps:
+        found = [Path(e) / m for m in ANALYSIS_MDS if (Path(e) / m).exists()]
+        if found:
+            lines += ["", f"### {Path(e).resolve().name}"]
+        for md in found:
+            body = md.read_text(encoding="utf-8").splitlines()
+            has_title = bool(body) and body[0].startswith("# ")
+            lines += ["", f"#### {body[0][2:].strip() if has_title else md.stem}", ""]
+
+            def relink(m, md=md):  # a figure next to the .md, linked from RESULTS.md's dir
+                return f"![{m.group(1)}]({Path(os.path.relpath((md.parent / m.group(2)).resolve(), base)).as_posix()})"
+            for line in body[1:] if has_title else body:
+                lines.append(_IMAGE_RE.sub(relink, "###" + line if line.startswith("#") else line))
+            lines += ["", f"(from `{md}`)"]
+    return ["", "## Analysis"] + lines if lines else []
+
+
 def render(systems: Sequence[System], title: str, command: str, exps: Sequence[Path] = (),
            tasks: Optional[Sequence[str]] = None, test_sets: Optional[Sequence[str]] = None,
            problems: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
@@ -410,6 +439,7 @@ def render(systems: Sequence[System], title: str, command: str, exps: Sequence[P
     if problems:
         out += ["", "## Problems", ""] + [f"- {p}" for p in problems]
     out += learning_curves(exps, out_path)
+    out += analysis_sections(exps, out_path)
     out += ["", "## Commands", "", "This file:", "", "```", command, "```"]
     for e in exps:
         cmd_file = Path(e) / "run.sh.cmd"

@@ -147,6 +147,13 @@ class BLSPTask(AbsTask):
             "(default: the BLSP continuation instruction)",
         )
         group.add_argument(
+            "--response_from_text",
+            type=str2bool,
+            default=False,
+            help="the transcript is every utterance's response, under --default_instruction "
+            "(ASR pretraining, BLSP Sec. 2 / Appendix A; conf/train_asr_pretrain.yaml)",
+        )
+        group.add_argument(
             "--use_responses",
             type=str2bool,
             default=True,
@@ -170,7 +177,7 @@ class BLSPTask(AbsTask):
     def build_preprocess_fn(
         cls, args: argparse.Namespace, train: bool
     ) -> Optional[Callable[[str, Dict[str, np.ndarray]], Dict[str, np.ndarray]]]:
-        return build_preprocessor(args.llm_conf, args.default_instruction)
+        return build_preprocessor(args.llm_conf, args.default_instruction, args.response_from_text)
 
     @classmethod
     def required_data_names(

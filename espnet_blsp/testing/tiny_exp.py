@@ -1,10 +1,12 @@
-"""A tiny "trained" exp dir built in code, in the layout stage 4 leaves (for the API, chat, demo tests).
+"""A tiny "trained" exp dir built in code, in the layout stage 4 leaves, and a tiny dump dir
+(for the tests of the API, chat, demo and analysis tools).
 
 Usage::
 
-    from espnet_blsp.testing.tiny_exp import make_tiny_exp
+    from espnet_blsp.testing.tiny_exp import make_tiny_dump, make_tiny_exp
     exp = make_tiny_exp("/tmp/exp/tiny", whisper_dir, llm_dir, adapter="cnn", prompt_template="blsp")
     model = espnet_blsp.load(exp)
+    dump = make_tiny_dump("/tmp/dump/test", ["the sun is warm", ...])  # feats.scp, text, speech_shape
 
 It writes what stage 5 reads: ``config.yaml`` (the four model sections, ``seed``, the data
 paths), ``valid.loss.best.pth`` (the trainable weights, moved away from their seeded init by
@@ -15,8 +17,9 @@ second.
 """
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
+import numpy as np
 import yaml
 
 TINY_ADAPTER_CONF = {
@@ -52,8 +55,9 @@ def tiny_config(speech_encoder: str, llm: str, adapter: str = "cnn", prompt_temp
 
 def make_tiny_exp(out_dir, speech_encoder: str, llm: str, adapter: str = "cnn", prompt_template: str = "blsp",
                   lora: bool = False, precomputed_encoder: bool = False, seed: int = 0,
-                  config: Optional[dict] = None) -> Path:
-    """Write the exp dir (see the module docstring) and return its path."""
+                  config: Optional[dict] = None, perturb: Optional[float] = None) -> Path:
+    """Write the exp dir (see the module docstring) and return its path. ``perturb``: move
+    every weight by ``perturb`` x N(0, 1) instead of 0.1 x its own std."""
     import torch
 
     from espnet_blsp.bin.blsp_inference import model_from_config
@@ -66,7 +70,12 @@ def make_tiny_exp(out_dir, speech_encoder: str, llm: str, adapter: str = "cnn", 
     state = model.state_dict()
     for key, value in state.items():
         if value.is_floating_point():
-            scale = 0.1 * float(value.std()) if value.numel() > 1 and float(value.std()) > 0 else 0.05
+            if perturb is not None:
+                scale = perturb
+            elif value.numel() > 1 and float(value.std()) > 0:
+                scale = 0.1 * float(value.std())
+            else:
+                scale = 0.05
             state[key] = value + scale * torch.randn(value.shape, generator=gen).to(value.dtype)
     torch.save(state, out / "valid.loss.best.pth")
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
@@ -78,3 +87,21 @@ def make_tiny_exp(out_dir, speech_encoder: str, llm: str, adapter: str = "cnn", 
         f"# RESULTS: {out.name}\n\n## Results\n\n| system | ASR WER tiny_test |\n|---|---:|\n| {out.name} | 99.9 |\n\n"
         "![learning curve](curves/learning_curve.png)\n", encoding="utf-8")
     return out
+
+
+def make_tiny_dump(dump_dir, texts: Sequence[str], n_mels: int = 80, seed: int = 0, min_frames: int = 60,
+                   max_frames: int = 160) -> Path:
+    """``feats.scp`` (random log-mel frames), ``text`` and ``speech_shape`` for ``u000``, ``u001``, ..."""
+    import kaldiio
+
+    dump_dir = Path(dump_dir)
+    dump_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    keys = [f"u{i:03d}" for i in range(len(texts))]
+    frames = {k: int(rng.integers(min_frames, max_frames)) for k in keys}
+    with kaldiio.WriteHelper(f"ark,scp:{dump_dir}/feats.ark,{dump_dir}/feats.scp") as w:
+        for k in keys:
+            w(k, rng.standard_normal((frames[k], n_mels)).astype(np.float32))
+    (dump_dir / "text").write_text("".join(f"{k} {t}\n" for k, t in zip(keys, texts)), encoding="utf-8")
+    (dump_dir / "speech_shape").write_text("".join(f"{k} {frames[k]},{n_mels}\n" for k in keys))
+    return dump_dir
