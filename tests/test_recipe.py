@@ -57,8 +57,10 @@ def test_help_lists_every_option(recipe):
 
 @pytest.mark.slow
 def test_stages_1_to_6_cnn(recipe):
+    # also --analysis true: the representation analysis and the ASR probe on the first test set
     run(recipe, "--stage", "1", "--stop_stage", "6", "--train_config", "conf/tuning/train_tiny_cnn.yaml",
-        "--inference_tasks", "asr continuation", "--rp_ratio", "1:3")
+        "--inference_tasks", "asr continuation", "--rp_ratio", "1:3", "--analysis", "true",
+        "--analysis_args", "--tsne_utts 4 --batch_size 4")
     egs = recipe / "egs"
     exp = egs / "exp/train_tiny_cnn"
     assert (exp / "valid.loss.best.pth").exists() and (exp / "config.yaml").exists()
@@ -85,6 +87,11 @@ def test_stages_1_to_6_cnn(recipe):
     assert "## Problems" not in results
     score = (exp / "decode_asr_test/score/result.txt").read_text()
     assert "utts=4" in score and "excluded=4" in score
+    for f in ("analysis/analysis.md", "analysis/layers.png", "analysis/tsne_train_tiny_cnn.png",
+              "analysis/asr_probe/asr_probe.md", "analysis/asr_probe/layer2/score/score.json"):
+        assert (exp / f).exists(), f
+    assert "## Analysis" in results and "#### Representation analysis: train_tiny_cnn" in results
+    assert "#### ASR probe: train_tiny_cnn" in results and "(analysis/layers.png)" in results
     # a re-run skips finished stages and redoes nothing
     out = run(recipe, "--stage", "2", "--stop_stage", "3", "--train_config", "conf/tuning/train_tiny_cnn.yaml", "--rp_ratio", "1:3")
     assert "done, skipped" in out
