@@ -5,7 +5,6 @@ The test set holds, besides its 4 good clips, the 4 bad ones of ``BAD_CLIPS`` (c
 """
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 

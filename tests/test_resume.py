@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile
 
 from espnet_blsp.bin import dump_feats, generate_teacher

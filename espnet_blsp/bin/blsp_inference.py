@@ -298,7 +298,7 @@ def cascade_transcribe(model, cascade, feats_scp, keys: List[str], out: Path, ar
     with LineAppender(out) as w:
         for i in tqdm(range(0, len(todo), args.batch_size), desc="cascade asr", mininterval=5):
             batch = todo[i : i + args.batch_size]
-            mats = [torch.from_numpy(kaldiio.load_mat(feats_scp[k]).copy()) for k in batch]
+            mats = [torch.from_numpy(load_feats(feats_scp[k], k).copy()) for k in batch]
             w.write(zip(batch, cascade.transcribe(model, mats, args.batch_size, batch)))
     done = recover_lines(out)
     return {k: done[k] for k in keys}

@@ -28,7 +28,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from espnet_blsp.api import EXPORT_FORMAT, EXPORT_META, EXPORT_WEIGHTS, _config_signature, load, weight_fingerprint
 

@@ -21,11 +21,10 @@ Config keys (YAML mirrors the constructors)::
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import espnet2.main_funcs.average_nbest_models
 import espnet2.train.trainer

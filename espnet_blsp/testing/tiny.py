@@ -2,7 +2,6 @@
 
 import functools
 import os
-from typing import Dict
 
 from espnet_blsp.testing.tiny_whisper import TINY_WHISPER_CONFIG, make_tiny_whisper  # noqa: F401
 
