@@ -61,6 +61,19 @@ def _in_batches(lengths: Sequence[int], batch_size: int):
         yield order[i : i + batch_size]
 
 
+def _adapter_outputs(model, feats: Sequence[torch.Tensor], idx: List[int],
+                     utt_ids: Sequence[str] = None) -> List[torch.Tensor]:
+    """The adapter outputs (n_i, H), in the LLM's dtype, of the utterances ``idx`` of ``feats``:
+    padded into one batch, then encoder -> adapter (``model.encode``)."""
+    device = model.llm.device
+    mats = [feats[i] for i in idx]
+    lens = torch.tensor([m.shape[0] for m in mats], device=device)
+    speech = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True).to(device)  # (B, T, F)
+    names = [utt_ids[i] for i in idx] if utt_ids is not None else None
+    y, y_lens, _ = model.encode(speech, lens, names)  # (B, n, H)
+    return [y[b, : int(n)].to(model.llm.dtype) for b, n in enumerate(y_lens.tolist())]
+
+
 @torch.no_grad()
 def speech_states(model, feats: Sequence[torch.Tensor], instruction: str, batch_size: int = 8,
                   utt_ids: Sequence[str] = None) -> torch.Tensor:
@@ -75,12 +88,7 @@ def speech_states(model, feats: Sequence[torch.Tensor], instruction: str, batch_
     suffix = torch.tensor(llm.template.suffix_ids(), device=device)
     out = torch.empty(llm.num_layers + 1, len(feats), llm.hidden_size)
     for idx in _in_batches([f.shape[0] for f in feats], batch_size):
-        mats = [feats[i] for i in idx]
-        lens = torch.tensor([m.shape[0] for m in mats], device=device)
-        speech = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True).to(device)  # (B, T, F)
-        names = [utt_ids[i] for i in idx] if utt_ids is not None else None
-        y, y_lens, _ = model.encode(speech, lens, names)  # (B, n, H)
-        middles = [y[b, : int(n)].to(llm.dtype) for b, n in enumerate(y_lens.tolist())]
+        middles = _adapter_outputs(model, feats, idx, utt_ids)
         states = last_prompt_states(llm, [prefix] * len(idx), middles, [suffix] * len(idx), True)
         out[:, idx] = states.cpu()
     return out
@@ -114,15 +122,9 @@ def speech_position_states(model, feats: Sequence[torch.Tensor], instruction: st
     P = len(prefix)
     out: Dict[int, List[torch.Tensor]] = {layer: [None] * len(feats) for layer in layers}
     for idx in _in_batches([f.shape[0] for f in feats], batch_size):
-        mats = [feats[i] for i in idx]
-        lens = torch.tensor([m.shape[0] for m in mats], device=device)
-        speech = torch.nn.utils.rnn.pad_sequence(mats, batch_first=True).to(device)  # (B, T, F)
-        names = [utt_ids[i] for i in idx] if utt_ids is not None else None
-        y, y_lens, _ = model.encode(speech, lens, names)  # (B, n, H)
-        n = y_lens.tolist()
-        middles = [y[b, : int(n[b])].to(llm.dtype) for b in range(len(idx))]
+        middles = _adapter_outputs(model, feats, idx, utt_ids)
         states = llm.layer_states(llm.build_inputs([prefix] * len(idx), middles, [no_suffix] * len(idx), None))
         for layer in layers:
             for b, i in enumerate(idx):
-                out[layer][i] = states[layer][b, P : P + int(n[b])].to(torch.bfloat16).cpu()  # (n_i, H)
+                out[layer][i] = states[layer][b, P : P + middles[b].shape[0]].to(torch.bfloat16).cpu()  # (n_i, H)
     return out

@@ -261,14 +261,18 @@ class SpeechLLM(nn.Module):
         """
         if self.prefix_cache and batch.prefix_ids is not None and any(batch.prefix_ids):
             return self._hidden_states_after_prefix(batch)
+        return self._decoder_forward(batch).last_hidden_state
+
+    def _decoder_forward(self, batch: PromptBatch, output_hidden_states: bool = False):
+        """One full forward of the decoder (no KV cache), Partial LoRA active at ``batch.speech_mask``."""
         with speech_positions(self.model, batch.speech_mask):
-            out = self.decoder()(
+            return self.decoder()(
                 inputs_embeds=batch.inputs_embeds,
                 attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids,
                 use_cache=False,
+                output_hidden_states=output_hidden_states,
             )
-        return out.last_hidden_state
 
     @property
     def num_layers(self) -> int:
@@ -283,15 +287,7 @@ class SpeechLLM(nn.Module):
         :meth:`hidden_states`). One full forward, no prefix cache (the analysis tools need the
         prefix rows of every layer); Partial LoRA is active at ``batch.speech_mask``.
         """
-        with speech_positions(self.model, batch.speech_mask):
-            out = self.decoder()(
-                inputs_embeds=batch.inputs_embeds,
-                attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids,
-                use_cache=False,
-                output_hidden_states=True,
-            )
-        states = tuple(out.hidden_states)
+        states = tuple(self._decoder_forward(batch, output_hidden_states=True).hidden_states)
         if len(states) != self.num_layers + 1:
             raise RuntimeError(f"the decoder returned {len(states)} hidden states for {self.num_layers} layers "
                                f"(expected {self.num_layers + 1}: embeddings + one per layer)")
