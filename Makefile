@@ -9,6 +9,8 @@ PIP ?= $(PYTHON) -m pip
 NJ ?= 2
 EXP ?= egs2/blsp/exp/train_blsp
 PORT ?= 7860
+# pytest-xdist workers of make test (one thread each; tests/conftest.py)
+TEST_JOBS ?= 2
 
 .PHONY: install install-test install-mini install-demo install-browser test mini mini-long demo web-demo bench
 
@@ -36,7 +38,7 @@ install-demo: install
 	$(PIP) install -q -e ".[demo]"
 
 test: install-test
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder tests
 
 mini: install-mini
 	cd egs2/blsp && ./run.sh --nj $(NJ)

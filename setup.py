@@ -33,8 +33,8 @@ extras_require = {
     "analysis": ["scikit-learn", "matplotlib"],
     # deepspeed: tests/test_deepspeed.py drives the engine on CPU processes; matplotlib: learning curves;
     # gradio + selenium: tests/test_demo_browser.py (with Debian's chromium and chromium-driver, make install-browser);
-    # scikit-learn: tests/test_analysis.py (t-SNE)
-    "test": ["pytest", "hypothesis", "deepspeed", "matplotlib", "gradio>=6,<7", "selenium", "scikit-learn"],
+    # scikit-learn: tests/test_analysis.py (t-SNE); pytest-xdist: make test runs two workers
+    "test": ["pytest", "pytest-xdist>=3.6", "hypothesis", "deepspeed", "matplotlib", "gradio>=6,<7", "selenium", "scikit-learn"],
 }
 
 setup(

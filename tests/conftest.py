@@ -1,11 +1,38 @@
-"""Shared fixtures: tiny random Whisper and LLM checkpoints written once per session."""
+"""Shared fixtures: tiny random Whisper and LLM checkpoints written once per session.
+
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadfile``), one
+thread each: most of the time goes to starting processes (run.sh, blsp_train) and to small
+tensors that one thread serves as well as two, so two workers nearly halve the wall time.
+"""
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from espnet_blsp.testing.tiny import make_tiny_llm, make_tiny_whisper
 
-torch.set_num_threads(2)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker, also for the processes the tests start (run.sh, blsp_train):
+    # two workers of two threads each on two cores run several times slower
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
+
+# The longest files first (minutes each on 2 cores), so that the workers do not end on one
+# of them alone; with --dist loadfile and --no-loadscope-reorder a file is one unit, handed
+# out in this order. Only the schedule depends on it.
+_LONGEST_FIRST = ("test_fault_injection.py", "test_recipe.py", "test_learning.py", "test_deepspeed.py",
+                  "test_ddp.py", "test_chat_cli.py", "test_demo_browser.py", "test_api.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(Path(str(item.fspath)).name, len(rank)), order[id(item)]))
 
 
 @pytest.fixture(scope="session")

@@ -85,9 +85,10 @@ def test_respond_equals_stage5(which, models, tiny_exp, tiny_exp_chat, tiny_whis
     (data / "text").write_text("".join(f"{k} unused\n" for k in utts))
     dump = tmp_path / "dump"
     opt = ["--dump_encoder_output"] if which == "chat" else []
+    threads = torch.get_num_threads()  # dump_feats sets its own
     dump_feats.main(["--data_dir", str(data), "--out_dir", str(dump), "--speech_encoder", tiny_whisper] + opt)
     dump_feats.main(["--data_dir", str(data), "--out_dir", str(dump), "--merge"])
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     out = tmp_path / "decode"
     blsp_inference.main(["--exp_dir", str(exp), "--data_dir", str(dump), "--task", "asr", "--out_dir", str(out),
                          "--max_new_tokens", "8", "--batch_size", "2", "--device", "cpu"])

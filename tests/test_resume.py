@@ -8,7 +8,7 @@ import soundfile
 from espnet_blsp.bin import dump_feats, generate_teacher
 from espnet_blsp.data.kaldi_dir import read_kv
 from espnet_blsp.testing.fake_corpus import make_fake_corpus
-from espnet_blsp.utils.resumable import LineAppender, recover_lines
+from espnet_blsp.utils.resumable import LineAppender, recover_lines, threads_per_job
 
 
 def test_recover_truncates_partial_line(tmp_path):
@@ -19,6 +19,18 @@ def test_recover_truncates_partial_line(tmp_path):
         f.write("c half-writ")  # killed mid-line
     assert recover_lines(p) == {"a": "one", "b": "two lines"}
     assert p.read_text() == "a one\nb two lines\n"
+
+
+def test_threads_per_job_shares_the_cores_and_keeps_an_explicit_cap(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [threads_per_job(n) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # e.g. a parallel test worker
+    assert threads_per_job(1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    assert [threads_per_job(1), threads_per_job(2)] == [6, 4]
+    monkeypatch.setenv("OMP_NUM_THREADS", "")  # set but empty: ignored
+    assert threads_per_job(1) == 8
 
 
 def test_teacher_generation_resumes(tmp_path, tiny_llm):

@@ -63,8 +63,11 @@ class LineAppender:
 
 def threads_per_job(nj: int) -> int:
     """CPU threads for each of ``nj`` jobs sharing this machine (at least 1): more threads
-    than cores in total stall every job."""
-    return max(1, (os.cpu_count() or 1) // nj)
+    than cores in total stall every job. ``OMP_NUM_THREADS``, where set, caps it (the
+    caller has shared the cores out already, e.g. parallel test workers)."""
+    threads = max(1, (os.cpu_count() or 1) // nj)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
 
 
 def split_for_job(keys: Sequence[str], nj: int, job: int) -> List[str]:
