@@ -251,3 +251,27 @@ def test_rerun_after_a_corpus_fix_redoes_stages_1_and_2_of_that_set(recipe):
     assert "Stage 2: dump/test is stale (data/test changed): dumping it again" in out
     assert "Stage 2: dump/train done, skipped" in out and "data/train is stale" not in out
     assert "the weather is cold" in (egs / "data/test/text").read_text()
+
+
+@pytest.mark.slow
+def test_stage_4a_recollects_the_shapes_after_its_dumps_were_redone(recipe):
+    """stats/.done records the files of the training dump dirs (before: only their names, so
+    shapes collected from an old dump were reused after a corpus fix redid it)."""
+    egs = recipe / "egs"
+    cfg = ("--train_config", "conf/tuning/train_tiny_cnn.yaml")
+    run(recipe, "--stage", "1", "--stop_stage", "4", *cfg)
+    out = run(recipe, "--stage", "4", "--stop_stage", "4", *cfg)
+    assert "Stage 4a" not in out  # nothing changed: the shapes are kept
+    text = recipe / "corpus/train/text"
+    lines = text.read_text().splitlines()
+    key, words = lines[0].split(" ", 1)
+    lines[0] = f"{key} {words} again"
+    text.write_text("\n".join(lines) + "\n")
+    out = run(recipe, "--stage", "1", "--stop_stage", "4", *cfg)
+    assert "Stage 2: dump/train is stale (data/train changed): dumping it again" in out
+    assert "Stage 4a: exp/train_tiny_cnn/stats is stale (" in out
+    assert "Stage 4a: collect_stats: dump/train_cw -> exp/train_tiny_cnn/stats" in out
+    shapes = (egs / "exp/train_tiny_cnn/stats/train/speech_shape").read_text().split()
+    assert key in shapes
+    out = run(recipe, "--stage", "4", "--stop_stage", "4", *cfg)
+    assert "Stage 4a" not in out

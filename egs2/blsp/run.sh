@@ -288,13 +288,18 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     model_opts=(--config "${train_config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"
                 --llm_conf "model_name_or_path=${llm}")
     [ "${dump_encoder_output}" = false ] || model_opts+=(--model_conf precomputed_encoder=true)
-    # the shapes belong to these dump dirs: recollect when --train_subset etc. picked others
-    if [ "$(cat "${expdir}/stats/.done" 2>/dev/null)" != "${train_dir} ${valid_dir}" ]; then
+    # the shapes belong to these dump dirs and what they were made from (their files, and the
+    # stage-2 mark of their features): recollect when --train_subset etc. picked others, or a
+    # stage redid them
+    mark=(train_dir="${train_dir}" valid_dir="${valid_dir}" --files "${train_dir}" --files "${valid_dir}")
+    for d in dump/${train_set} dump/${valid_set}; do [ ! -f "${d}/.done" ] || mark+=(--files "${d}/.done"); done
+    if ! why=$(python local/stage_mark.py check "${expdir}/stats/.done" "${mark[@]}" 2>/dev/null); then
+        [ ! -f "${expdir}/stats/.done" ] || log "Stage 4a: ${expdir}/stats is stale (${why}): collecting the shapes again"
         log "Stage 4a: collect_stats: ${train_dir} -> ${expdir}/stats"
         ${train_cmd} "${expdir}/stats/collect_stats.log" \
             python -m espnet_blsp.bin.blsp_train --collect_stats true --ngpu 0 "${model_opts[@]}" "${data_opts[@]}" \
                 --model_conf extract_feats_in_collect_stats=false --output_dir "${expdir}/stats" --num_workers 0
-        echo "${train_dir} ${valid_dir}" > "${expdir}/stats/.done"
+        python local/stage_mark.py write "${expdir}/stats/.done" "${mark[@]}"
     fi
     log "Stage 4b: training: ${train_config} -> ${expdir} (ngpu ${ngpu})"
     echo "python -m espnet_blsp.bin.blsp_train ${model_opts[*]} ${data_opts[*]} ${train_args}" > "${expdir}/train.cmd"
