@@ -5,6 +5,7 @@ The test set holds, besides its 4 good clips, the 4 bad ones of ``BAD_CLIPS`` (c
 """
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -275,3 +276,17 @@ def test_stage_4a_recollects_the_shapes_after_its_dumps_were_redone(recipe):
     assert key in shapes
     out = run(recipe, "--stage", "4", "--stop_stage", "4", *cfg)
     assert "Stage 4a" not in out
+
+
+@pytest.mark.slow
+def test_stage_3_with_another_nj_copies_the_continuations(recipe):
+    """--nj 1 after a run with --nj 2: the continuations of split2 are copied into split1."""
+    egs = recipe / "egs"
+    cfg = ("--train_config", "conf/tuning/train_tiny_cnn.yaml")
+    run(recipe, "--stage", "1", "--stop_stage", "3", *cfg)
+    before = (egs / "dump/dev_cw/response_ids").read_text()
+    shutil.rmtree(egs / "dump/dev_cw")
+    out = run(recipe, "--stage", "3", "--stop_stage", "3", "--nj", "1", *cfg)
+    assert "Stage 3: teacher generation: dump/dev/text -> dump/dev_cw (rp_ratio 0; reusing 2 files of another --nj)" in out
+    assert (egs / "dump/dev_cw/response_ids").read_text() == before
+    assert "continuations taken from 2 files of another --nj" in (egs / "dump/dev/log/teacher.1.log").read_text()

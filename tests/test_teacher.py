@@ -4,6 +4,7 @@ Decoding the ids to text and tokenising that again need not give them back: with
 BPE the response " the sun" is [Ġthe, Ġsun], its text (stripped) "the sun" is [t, he, Ġsun].
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,29 @@ def test_without_response_ids_the_text_is_tokenised(tiny_llm):
     assert out["response"].tolist() == pre.template.text_ids("the sun")
     out = pre("u", {"text": "the sun", "response": "the sun", "response_ids": np.array([407, 596])})
     assert out["response"].tolist() == [407, 596] and out["response"].dtype == np.int64
+
+
+def test_another_nj_copies_the_continuations_instead_of_generating_them(tmp_path, tiny_llm, caplog):
+    caplog.set_level(logging.INFO)
+    d = _dump(tmp_path)
+    _generate(d, tiny_llm, nj=2)
+    two = {**recover_lines(d / "split2/continuation_ids.1"), **recover_lines(d / "split2/continuation_ids.2")}
+    reuse = [str(d / "split2/continuation_ids.1"), str(d / "split2/continuation_ids.2")]
+    # every continuation is there: no model is loaded (a path that does not exist would fail)
+    for job in (1, 2, 3):
+        generate_teacher.main(["--llm", str(tmp_path / "no_such_llm"), "--text", str(d / "text"),
+                               "--out", str(d / f"split3/continuation_ids.{job}"), "--nj", "3", "--job", str(job),
+                               "--reuse", *reuse])
+    three = {}
+    for job in (1, 2, 3):
+        three.update(recover_lines(d / f"split3/continuation_ids.{job}"))
+    assert three == two and len(three) == len(TEXTS)
+    assert "continuations taken from 2 files of another --nj" in caplog.text
+    # a partial earlier run: the missing utterances are generated, the rest copied
+    (d / "split1").mkdir()
+    with LineAppender(d / "split1/continuation_ids.1") as w:
+        w.write([("u0", two["u0"])])
+    generate_teacher.main(["--llm", tiny_llm, "--text", str(d / "text"), "--out", str(d / "split1/continuation_ids.1"),
+                           "--nj", "1", "--job", "1", "--max_new_tokens", "4", "--device", "cpu", "--reuse", reuse[0]])
+    one = recover_lines(d / "split1/continuation_ids.1")
+    assert sorted(one) == sorted(two) and all(one[k] == two[k] for k in recover_lines(reuse[0]))

@@ -259,14 +259,21 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
             log "Stage 3: the continuations in dump/${dset}/split${nj} are stale (${why}): generating them again"
             rm -f "dump/${dset}/split${nj}"/continuation_ids.*
         fi
-        log "Stage 3: teacher generation: dump/${dset}/text -> ${out} (rp_ratio ${rp})"
+        # continuations made by an earlier run with another --nj (same mark) are copied, not redone
+        reuse=()
+        for other in dump/${dset}/split*/teacher.done; do
+            [ -f "${other}" ] && [ "${other}" != "dump/${dset}/split${nj}/teacher.done" ] || continue
+            python local/stage_mark.py check "${other}" "${gen_mark[@]}" > /dev/null || continue
+            for f in "$(dirname "${other}")"/continuation_ids.*; do [ ! -f "${f}" ] || reuse+=("${f}"); done
+        done
+        log "Stage 3: teacher generation: dump/${dset}/text -> ${out} (rp_ratio ${rp}$([ ${#reuse[@]} -eq 0 ] || echo "; reusing ${#reuse[@]} files of another --nj"))"
         mkdir -p "dump/${dset}/split${nj}" "dump/${dset}/log"
         python local/stage_mark.py write "dump/${dset}/split${nj}/teacher.done" "${gen_mark[@]}"
         ${cuda_cmd} --gpu $([ "${ngpu}" -gt 0 ] && echo 1 || echo 0) JOB=1:${nj} "dump/${dset}/log/teacher.JOB.log" \
             python -m espnet_blsp.bin.generate_teacher --llm "${llm}" --text "dump/${dset}/text" \
                 --out "dump/${dset}/split${nj}/continuation_ids.JOB" --nj ${nj} --job JOB \
                 --batch_size ${teacher_batch_size} --max_new_tokens ${max_new_tokens} --device ${device} \
-                --prompt_template ${prompt_template} --dtype ${llm_dtype} --max_utts ${n}
+                --prompt_template ${prompt_template} --dtype ${llm_dtype} --max_utts ${n} --reuse "${reuse[@]}"
         python -m espnet_blsp.bin.generate_teacher --mix --llm "${llm}" --prompt_template ${prompt_template} \
             --dump_dir "dump/${dset}" --out_dir "${out}" --nj ${nj} \
             --rp_ratio "${rp}" --max_utts ${n}

@@ -10,7 +10,9 @@ on transcripts sorted by length. Each job writes the generated token ids, ``<utt
 ...`` (without the EOS that stopped decoding): training uses exactly these ids, because
 decoding them to text and tokenising that again need not give them back (byte-level BPE:
 "The" vs " The"). Lines are appended and flushed per batch; a killed job resumes where it
-stopped, redoing and duplicating nothing.
+stopped, redoing and duplicating nothing. ``--reuse FILE...`` (run.sh passes the jobs' files
+of another ``--nj`` whose generation mark matches) copies the continuations those files already
+hold instead of generating them again.
 
     python -m espnet_blsp.bin.generate_teacher --mix --llm assets/smollm2-135m-instruct \
         --dump_dir dump/train --out_dir dump/train_cw --nj 4 --rp_ratio 1:9
@@ -70,6 +72,18 @@ def generate(args) -> None:
     out = Path(args.out)
     done = recover_lines(out)
     todo = [k for k in keys if k not in done]
+    if todo and args.reuse:  # continuations of the same generation under another --nj
+        found = {}
+        for f in args.reuse:
+            found.update(recover_lines(f))
+        reused = [k for k in todo if k in found]
+        if reused:
+            with LineAppender(out) as writer:
+                writer.write((k, found[k]) for k in reused)
+            logging.info(f"job {args.job}/{args.nj}: {len(reused)} continuations taken from {len(args.reuse)} "
+                         f"files of another --nj")
+            done = recover_lines(out)
+            todo = [k for k in keys if k not in done]
     logging.info(f"job {args.job}/{args.nj}: {len(keys)} transcripts, {len(done)} done")
     if not todo:
         return
@@ -168,6 +182,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
     p.add_argument("--nj", type=int, default=1)
     p.add_argument("--job", type=int, default=1)
+    p.add_argument("--reuse", nargs="*", default=[],
+                   help="continuation files of the same generation (LLM, prompt, length, dtype) written "
+                   "under another --nj: their utterances are copied, not generated again")
     p.add_argument("--mix", action="store_true", help="merge jobs and mix repetition data")
     p.add_argument("--dump_dir")
     p.add_argument("--out_dir")
