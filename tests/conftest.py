@@ -31,8 +31,7 @@ _LONGEST_FIRST = ("test_fault_injection.py", "test_recipe.py", "test_learning.py
 
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
-    order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (rank.get(Path(str(item.fspath)).name, len(rank)), order[id(item)]))
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable: file order kept
 
 
 @pytest.fixture(scope="session")

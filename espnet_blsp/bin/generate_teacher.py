@@ -82,8 +82,8 @@ def generate(args) -> None:
                 writer.write((k, found[k]) for k in reused)
             logging.info(f"job {args.job}/{args.nj}: {len(reused)} continuations taken from {len(args.reuse)} "
                          f"files of another --nj")
-            done = recover_lines(out)
-            todo = [k for k in keys if k not in done]
+            done.update((k, found[k]) for k in reused)
+            todo = [k for k in todo if k not in found]
     logging.info(f"job {args.job}/{args.nj}: {len(keys)} transcripts, {len(done)} done")
     if not todo:
         return
