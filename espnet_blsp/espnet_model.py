@@ -34,7 +34,7 @@ import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet_blsp.losses import cif_quantity_loss, embedding_ctc, kl_div, kl_div_and_correct, response_ce
+from espnet_blsp.losses import cif_quantity_loss, embedding_ctc, kl_div, kl_div_and_agreement, kl_div_and_correct, response_ce
 
 
 def _split(padded: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
@@ -253,12 +253,14 @@ class BLSPModel(AbsESPnetModel):
                         "(the cformer adapter); got lengths "
                         f"{y_lens.tolist()} vs {text_lengths.tolist()}"
                     )
-                kl_in = kl_div(
+                kl_in, n_agree = kl_div_and_agreement(
                     h_s[student.input_mask], h_t[teacher.input_mask], weight,
                     self.temperature, self.loss_chunk_size,
                 )
                 loss = loss + self.kl_input_weight * kl_in
                 stats["loss_kl_input"] = kl_in.detach()
+                # share of speech positions whose top-1 next token is the teacher's
+                stats["acc_input"] = (n_agree.float() / max(int(student.input_mask.sum()), 1)).detach()
 
         # 5. CIF quantity loss |sum(alpha) - N| / N
         if self.cif_weight > 0:

@@ -114,17 +114,21 @@ class _ChunkedCE(torch.autograd.Function):
 class _ChunkedKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, student, teacher, weight, temperature, chunk_size, need_grad, targets):
+        # targets: None, (N,) ids, or "teacher" (count the rows whose argmax agrees with the teacher's)
         N = student.shape[0]
         loss = torch.zeros((), dtype=torch.float32, device=student.device)
         correct = torch.zeros((), dtype=torch.long, device=student.device)
         grad = torch.empty_like(student) if need_grad else None
         for s in range(0, N, chunk_size):
             zs = _logits(student[s : s + chunk_size], weight)  # (C, V) float32
+            zt = _logits(teacher[s : s + chunk_size], weight)  # (C, V) float32
             if targets is not None:  # argmax is unchanged by the temperature
-                correct += (zs.argmax(-1) == targets[s : s + chunk_size]).sum()
+                ref = zt.argmax(-1) if isinstance(targets, str) else targets[s : s + chunk_size]
+                correct += (zs.argmax(-1) == ref).sum()
             ls = torch.log_softmax(zs.div_(temperature), -1)  # (C, V)
             del zs
-            lt = torch.log_softmax(_logits(teacher[s : s + chunk_size], weight).div_(temperature), -1)  # (C, V)
+            lt = torch.log_softmax(zt.div_(temperature), -1)  # (C, V)
+            del zt
             pt = lt.exp()
             lt.sub_(ls)  # log p_t - log p_s, in place
             loss += torch.dot(pt.view(-1), lt.view(-1))  # sum p_t (log p_t - log p_s), no (C, V) temp
@@ -198,6 +202,19 @@ def kl_div_and_correct(
     if targets.shape != student.shape[:1]:
         raise ValueError(f"targets {tuple(targets.shape)} do not match student rows {student.shape[0]}")
     return _kl_div(student, teacher, weight, temperature, chunk_size, targets)
+
+
+def kl_div_and_agreement(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    weight: torch.Tensor,
+    temperature: float = 2.0,
+    chunk_size: int = 256,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kl_div` and the number of rows whose student argmax equals the teacher's argmax
+    (long scalar, no gradient): a temperature-free measure of how often the speech input
+    makes the LLM predict what the text input makes it predict (the input-KL agreement)."""
+    return _kl_div(student, teacher, weight, temperature, chunk_size, "teacher")
 
 
 def _kl_div(student, teacher, weight, temperature, chunk_size, targets):

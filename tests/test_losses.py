@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espnet_blsp.losses import cif_quantity_loss, kl_div, kl_div_and_correct, response_ce
+from espnet_blsp.losses import cif_quantity_loss, kl_div, kl_div_and_agreement, kl_div_and_correct, response_ce
 
 N, H, V = 10, 16, 300
 
@@ -127,6 +127,18 @@ def test_kl_div_and_correct_counts_student_argmax_hits(chunk):
     assert int(correct) == s.shape[0] - len(targets[::2])
     loss.backward()
     assert s.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_kl_div_and_agreement_counts_rows_where_student_and_teacher_argmax_agree(chunk):
+    s, te, w, _ = _data(5)
+    te = te.clone()
+    te[::3] = s.detach()[::3]  # these rows agree for sure (identical hidden rows)
+    loss, agree = kl_div_and_agreement(s, te, w, 2.0, chunk)
+    want = int(((s.detach() @ w.t()).argmax(-1) == (te @ w.t()).argmax(-1)).sum())
+    assert int(agree) == want and want >= len(te[::3]) and want < s.shape[0]
+    assert _f(loss) == pytest.approx(_f(kl_div(s, te, w, 2.0, chunk)), abs=1e-6)
+    assert not agree.requires_grad
 
 
 def test_embedding_ctc_by_hand_and_gradients():

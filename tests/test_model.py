@@ -21,8 +21,8 @@ CONFIGS = {
 EXPECTED_STATS = {
     "blsp_ce": {"loss", "loss_ce", "acc"},
     "kd1_cnn_kl": {"loss", "loss_kl_resp", "acc"},
-    "kd5_cformer": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc"},
-    "kd7_lora": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc"},
+    "kd5_cformer": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc", "acc_input"},
+    "kd7_lora": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc", "acc_input"},
 }
 
 
@@ -247,7 +247,7 @@ def test_input_kl_only_sees_no_prompt(tiny_whisper, tiny_llm, monkeypatch, with_
     monkeypatch.setattr(model.llm, "build_inputs", spy)
     model.train()
     loss, stats, _ = model(**batch)
-    assert set(stats) == {"loss", "loss_kl_input", "loss_cif"}
+    assert set(stats) == {"loss", "loss_kl_input", "loss_cif", "acc_input"}
     n = batch["text_lengths"]  # (B,) transcript tokens = CIF outputs
     for prefix, middle, suffix, response in calls:  # student, then teacher
         assert [p.tolist() for p in prefix] == [start, start]  # no instruction

@@ -83,9 +83,9 @@ def append_point(path, point: dict) -> None:
 # ---------------------------------------------------------------------- losses
 
 def is_curve_key(key: str) -> bool:
-    """The reporter keys drawn as curves: ``loss``, each ``loss_*`` term of the model and
-    ``acc`` (not the trainer's own ``loss_scale``, the AMP gradient scale)."""
-    return key in ("loss", "acc") or (key.startswith("loss_") and key != "loss_scale")
+    """The reporter keys drawn as curves: ``loss``, each ``loss_*`` term of the model,
+    ``acc`` and ``acc_input`` (not the trainer's own ``loss_scale``, the AMP gradient scale)."""
+    return key in ("loss", "acc", "acc_input") or (key.startswith("loss_") and key != "loss_scale")
 
 
 def loss_curves(stats: Mapping[int, Mapping[str, Mapping[str, object]]]) -> Losses:
@@ -108,7 +108,7 @@ def _fmt(v: Optional[float], digits: int = 1) -> str:
 
 def points_table(points: Mapping[int, dict], losses: Losses) -> List[str]:
     """Markdown table: one row per point, with the epoch's train/valid loss and valid acc."""
-    loss_cols = [(ph, k) for ph, k in (("train", "loss"), ("valid", "loss"), ("valid", "acc"))
+    loss_cols = [(ph, k) for ph, k in (("train", "loss"), ("valid", "loss"), ("valid", "acc"), ("valid", "acc_input"))
                  if k in losses.get(ph, {})]
     header = ["epoch", "step", "repeat WER↓", "Self-BLEU↑", "Self-ROUGE-L↑"] + [f"{ph} {k}" for ph, k in loss_cols]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
@@ -181,7 +181,8 @@ def plot(path, title: str, points: Mapping[int, dict], losses: Losses, step: Cal
     ax.set_xlabel("training steps", fontsize=12)
     ax.tick_params(labelsize=11)
     ax.grid(alpha=0.3)
-    loss_keys = sorted({k for ph in losses.values() for k in ph if k != "acc"}, key=lambda k: (k != "loss", k))
+    loss_keys = sorted({k for ph in losses.values() for k in ph if not k.startswith("acc")},
+                       key=lambda k: (k != "loss", k))
     # a single loss term equals the total: drawn once, as "loss"
     loss_keys = [k for k in loss_keys if k == "loss" or any(
         losses[ph].get(k) != losses[ph].get("loss") for ph in losses)]
@@ -197,13 +198,16 @@ def plot(path, title: str, points: Mapping[int, dict], losses: Losses, step: Cal
         ax.set_yscale("log")
     ax.set_ylabel("loss" + (" (log scale)" if ax.get_yscale() == "log" else ""), fontsize=12)
     handles, labels = ax.get_legend_handles_labels()
-    acc = {ph: losses[ph]["acc"] for ph in PHASES if "acc" in losses.get(ph, {})}
-    if acc:
+    accs = [(k, color) for k, color in (("acc", "grey"), ("acc_input", "black"))
+            if any(k in losses.get(ph, {}) for ph in PHASES)]
+    if accs:
         ax2 = ax.twinx()
-        for phase, ls in (("train", "-"), ("valid", "--")):
-            if phase in acc:
-                ax2.plot([step(e) for e in acc[phase]], list(acc[phase].values()), ls=ls, marker=".",
-                         color="grey", label=f"{phase} acc")
+        for key, color in accs:
+            for phase, ls in (("train", "-"), ("valid", "--")):
+                curve = losses.get(phase, {}).get(key)
+                if curve:
+                    ax2.plot([step(e) for e in curve], list(curve.values()), ls=ls, marker=".",
+                             color=color, label=f"{phase} {key}")
         ax2.set_ylabel("acc", fontsize=12)
         ax2.tick_params(labelsize=11)
         h2, l2 = ax2.get_legend_handles_labels()
