@@ -273,3 +273,19 @@ def test_input_kl_only_sees_no_prompt(tiny_whisper, tiny_llm, monkeypatch, with_
         model(**batch)
         lengths = batch["prefix_lengths"] + n + batch["suffix_lengths"] + batch["response_lengths"] + 1
         assert seen[0].lengths.tolist() == lengths.tolist()
+
+
+def test_exponent_form_numbers_of_conf_options_become_floats():
+    """YAML 1.1 reads "lr=2e-3" (no dot) as the string '2e-3', which AdamW rejects with a
+    TypeError deep inside torch; BLSPTask.main turns such strings of every *_conf into floats."""
+    from espnet_blsp.tasks.blsp import BLSPTask, coerce_exponent_floats
+
+    args = BLSPTask.get_parser().parse_args(
+        ["--optim_conf", "lr=2e-3", "--scheduler_conf", "max_lr=2E-3", "--model_conf", "temperature=2.0"]
+    )
+    assert args.optim_conf["lr"] == "2e-3"  # what ESPnet's parser gives
+    conf = coerce_exponent_floats({"optim_conf": args.optim_conf, "x": ["1e5", "v2e3", "2e-3x", 3]})
+    assert conf == {"optim_conf": {"lr": 0.002}, "x": [100000.0, "v2e3", "2e-3x", 3]}
+    assert coerce_exponent_floats(args.scheduler_conf) == {"max_lr": 0.002}
+    assert coerce_exponent_floats(args.model_conf)["temperature"] == 2.0
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], **conf["optim_conf"])  # no TypeError

@@ -21,7 +21,9 @@ Config keys (YAML mirrors the constructors)::
 import argparse
 import contextlib
 import json
+import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -50,6 +52,24 @@ speech_adapter_choices = ClassChoices(
     classes=dict(cnn=CNNAdapter, cformer=CFormerAdapter),
     default="cnn",
 )
+
+# YAML 1.1 (PyYAML, hence ESPnet's configs and --*_conf key=value options) reads a number in
+# exponent form without a dot, e.g. 2e-3, as a string; torch's optimizers then fail deep inside
+_EXP_FLOAT = re.compile(r"^[+-]?\d+[eE][+-]?\d+$")
+
+
+def coerce_exponent_floats(value, where: str = ""):
+    """Turn the strings YAML left of exponent-form numbers (``"2e-3"``) into floats, recursively
+    through dicts and lists; every other value is returned unchanged. Logs each conversion."""
+    if isinstance(value, dict):
+        return {k: coerce_exponent_floats(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_exponent_floats(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and _EXP_FLOAT.match(value.strip()):
+        logging.info(f"{where}: read {value!r} as the number {float(value)!r} (YAML 1.1 reads 2e-3 as a string)")
+        return float(value)
+    return value
+
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -196,6 +216,9 @@ class BLSPTask(AbsTask):
     def main(cls, args: Optional[argparse.Namespace] = None, cmd: Optional[List[str]] = None):
         if args is None:
             args = cls.get_parser().parse_args(cmd)
+        for name, value in vars(args).items():  # optim_conf, scheduler_conf, model_conf, ...
+            if name.endswith("_conf") and isinstance(value, dict):
+                setattr(args, name, coerce_exponent_floats(value, name))
         if args.use_deepspeed and not (args.collect_stats or args.print_config):
             check_deepspeed_args(args)
             cls.trainer = Trainer  # ESPnet swaps in its DeepSpeedTrainer only for its own Trainer
