@@ -111,7 +111,7 @@ def test_cformer_kd_with_partial_lora(recipe):
     "args, config",
     [
         ([], "conf/mini/train_blsp.yaml"),
-        (["--adapter", "cformer"], "conf/mini/train_blsp_kd.yaml"),
+        (["--adapter", "cformer"], "conf/mini/train_blsp_kd_ctc.yaml"),
         (["--adapter", "cformer", "--corpus", "kaldi", "--speech_encoder", "w", "--llm", "l"], "conf/train_blsp_kd5.yaml"),
         (["--train_config", "conf/mini/train_blsp_rp.yaml"], "conf/mini/train_blsp_rp.yaml"),
     ],

@@ -110,7 +110,7 @@ if [ -z "${train_config}" ]; then
     sub=$([ "${corpus}" = mini ] && echo mini/ || echo "")
     case ${adapter} in
         cnn) train_config=conf/${sub}train_blsp.yaml ;;
-        cformer) train_config=conf/${sub}train_blsp_kd$([ -z "${sub}" ] && echo 5 || true).yaml ;;
+        cformer) train_config=conf/${sub}train_blsp_kd$([ -z "${sub}" ] && echo 5 || echo _ctc).yaml ;;
         *) log "unknown --adapter ${adapter} (cnn | cformer)"; exit 1 ;;
     esac
 fi
