@@ -107,10 +107,11 @@ else
     use_assets=false
 fi
 if [ -z "${train_config}" ]; then
-    sub=$([ "${corpus}" = mini ] && echo mini/ || echo "")
-    case ${adapter} in
-        cnn) train_config=conf/${sub}train_blsp.yaml ;;
-        cformer) train_config=conf/${sub}train_blsp_kd$([ -z "${sub}" ] && echo 5 || echo _ctc).yaml ;;
+    case $([ "${corpus}" = mini ] && echo mini || echo full):${adapter} in
+        mini:cnn) train_config=conf/mini/train_blsp.yaml ;;
+        mini:cformer) train_config=conf/mini/train_blsp_kd_ctc.yaml ;;
+        full:cnn) train_config=conf/train_blsp.yaml ;;
+        full:cformer) train_config=conf/train_blsp_kd5.yaml ;;
         *) log "unknown --adapter ${adapter} (cnn | cformer)"; exit 1 ;;
     esac
 fi
