@@ -230,3 +230,29 @@ def test_bf16_model_with_losses_and_bad_paths(llm, tmp_path):
         SpeechLLM(str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="no-such-org/no-such-llm"):
         SpeechLLM("no-such-org/no-such-llm")
+
+
+def test_cli_repetition_penalty_reaches_the_decoder(llm):
+    """--repetition_penalty of bin/blsp_inference (and of the CLIs that share its decode
+    config) is parsed and used: decode_text's output is llm.generate's with that penalty."""
+    from espnet_blsp.bin import asr_probe, blsp_inference, learning_curve
+
+    for mod in (blsp_inference, learning_curve, asr_probe):
+        opts = {a.dest: a for a in mod.get_parser()._actions}
+        assert opts["repetition_penalty"].default == 1.0 and opts["repetition_penalty"].type is float
+    args = blsp_inference.get_parser().parse_args(
+        ["--data_dir", "d", "--out_dir", "o", "--batch_size", "3", "--max_new_tokens", "8",
+         "--repetition_penalty", "1.5"])
+    prefix, ids, suffix = _prompts(llm, TEXTS, speech=False)
+    keys = [f"u{i}" for i in range(3)]
+
+    class Collect(dict):
+        def write(self, items):
+            self.update(items)
+
+    got = Collect()
+    blsp_inference.decode_text(llm, keys, dict(zip(keys, TEXTS)), dict(zip(keys, prefix)), args, got, "cpu")
+    want = llm.generate(prefix, ids, suffix, middle_is_speech=False, max_new_tokens=8, repetition_penalty=1.5)
+    plain = llm.generate(prefix, ids, suffix, middle_is_speech=False, max_new_tokens=8)
+    assert want != plain  # the penalty changes this tiny model's output, so the check can fail
+    assert got == {k: llm.tokenizer.decode(h, skip_special_tokens=True) for k, h in zip(keys, want)}

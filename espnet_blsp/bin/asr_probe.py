@@ -236,6 +236,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=8, help="repeat-instruction decoding batch")
     p.add_argument("--beam_size", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=64)
+    p.add_argument("--repetition_penalty", type=float, default=1.0, help="as in blsp_inference")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return p
 

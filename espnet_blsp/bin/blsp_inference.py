@@ -233,7 +233,7 @@ def batches(keys: List[str], lengths: Dict[str, int], batch_size: int):
 
 def decode_speech(model, keys, feats_scp, prefixes, args, writer, device) -> None:
     """Decode ``keys`` from their features, longest first in batches of ``args.batch_size``
-    (``args.max_new_tokens``, ``args.beam_size``); ``writer.write`` gets each batch's
+    (``args.max_new_tokens``, ``args.beam_size``, ``args.repetition_penalty``); ``writer.write`` gets each batch's
     ``(utt, response)`` pairs (a ``LineAppender``, or anything with that method)."""
     llm = model.llm
     suffix = torch.tensor(llm.template.suffix_ids(), device=device)
@@ -245,6 +245,7 @@ def decode_speech(model, keys, feats_scp, prefixes, args, writer, device) -> Non
         hyps = model.generate(
             speech, lens, [prefixes[k] for k in batch], [suffix] * len(batch), utt_id=batch,
             max_new_tokens=args.max_new_tokens, num_beams=args.beam_size,
+            repetition_penalty=getattr(args, "repetition_penalty", 1.0),
         )
         writer.write((k, llm.tokenizer.decode(h, skip_special_tokens=True)) for k, h in zip(batch, hyps))
 
@@ -257,6 +258,7 @@ def decode_text(llm, keys, texts, prefixes, args, writer, device) -> None:
             [prefixes[k] for k in batch], [torch.tensor(ids[k], device=device) for k in batch],
             [suffix] * len(batch), middle_is_speech=False,
             max_new_tokens=args.max_new_tokens, num_beams=args.beam_size,
+            repetition_penalty=getattr(args, "repetition_penalty", 1.0),
         )
         writer.write((k, llm.tokenizer.decode(h, skip_special_tokens=True)) for k, h in zip(batch, hyps))
 
@@ -323,6 +325,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--beam_size", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=128)
+    p.add_argument("--repetition_penalty", type=float, default=1.0,
+                   help="CTRL penalty on tokens already generated (1.0: off; HF semantics)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default=None, help="LLM dtype for text/whisper modes (default: the experiment's llm_conf.dtype)")
     p.add_argument("--prompt_template", default="blsp", help="text/whisper modes without --exp_dir")

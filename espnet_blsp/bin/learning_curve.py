@@ -134,6 +134,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--beam_size", type=int, default=1)
     p.add_argument("--max_new_tokens", type=int, default=128)
+    p.add_argument("--repetition_penalty", type=float, default=1.0, help="as in blsp_inference")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return p
 
@@ -168,6 +169,8 @@ def run(args, command: str) -> Dict[int, dict]:
     points_path = out_dir / "points.jsonl"
     setup = {"data_dir": str(data_dir), "ref_text": str(ref_text), "keys": keys,
              "max_new_tokens": args.max_new_tokens, "beam_size": args.beam_size}
+    if args.repetition_penalty != 1.0:  # only when on, so points cached without it stay valid
+        setup["repetition_penalty"] = args.repetition_penalty
     points = curves.read_points(points_path)
     for e, p in points.items():
         if p["setup"] != setup:
@@ -209,6 +212,8 @@ def run(args, command: str) -> Dict[int, dict]:
     tag = exp_dir.resolve().name
     k, accum = cfg.get("num_iters_per_epoch"), cfg.get("accum_grad", 1)
     search = "greedy" if args.beam_size == 1 else f"beam {args.beam_size}"
+    if args.repetition_penalty != 1.0:
+        search += f" (repetition penalty {args.repetition_penalty})"
     about = [f"experiment `{exp_dir}`, validation subset: the first {len(keys)} utterance ids (sorted) of "
              f"`{data_dir}`; {search} decoding, at most {args.max_new_tokens} new tokens",
              f"steps: {'epoch x ' + str(k) + ' (num_iters_per_epoch)' if k else 'training iterations (reporter)'}"
