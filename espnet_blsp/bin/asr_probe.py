@@ -224,6 +224,8 @@ def render_markdown(tag: str, results: Dict[int, float], repeat: dict, about: Li
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from espnet_blsp.bin.blsp_inference import add_decode_arguments  # the decode config's options
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp_dir", required=True, type=Path, help="training dir (config.yaml + checkpoint)")
     p.add_argument("--config", type=Path, default=Path("conf/mini/asr_probe.yaml"), help="the probe's config")
@@ -233,10 +235,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", type=Path, default=None, help="default: <exp_dir>/analysis/asr_probe")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="override the config's layers")
     p.add_argument("--checkpoint", default=None, help="file name inside --exp_dir (default: as stage 5)")
-    p.add_argument("--batch_size", type=int, default=8, help="repeat-instruction decoding batch")
-    p.add_argument("--beam_size", type=int, default=1)
-    p.add_argument("--max_new_tokens", type=int, default=64)
-    p.add_argument("--repetition_penalty", type=float, default=1.0, help="as in blsp_inference")
+    add_decode_arguments(p, max_new_tokens=64, batch_help="repeat-instruction decoding batch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return p
 

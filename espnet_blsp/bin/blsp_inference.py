@@ -245,7 +245,7 @@ def decode_speech(model, keys, feats_scp, prefixes, args, writer, device) -> Non
         hyps = model.generate(
             speech, lens, [prefixes[k] for k in batch], [suffix] * len(batch), utt_id=batch,
             max_new_tokens=args.max_new_tokens, num_beams=args.beam_size,
-            repetition_penalty=getattr(args, "repetition_penalty", 1.0),
+            repetition_penalty=args.repetition_penalty,
         )
         writer.write((k, llm.tokenizer.decode(h, skip_special_tokens=True)) for k, h in zip(batch, hyps))
 
@@ -258,7 +258,7 @@ def decode_text(llm, keys, texts, prefixes, args, writer, device) -> None:
             [prefixes[k] for k in batch], [torch.tensor(ids[k], device=device) for k in batch],
             [suffix] * len(batch), middle_is_speech=False,
             max_new_tokens=args.max_new_tokens, num_beams=args.beam_size,
-            repetition_penalty=getattr(args, "repetition_penalty", 1.0),
+            repetition_penalty=args.repetition_penalty,
         )
         writer.write((k, llm.tokenizer.decode(h, skip_special_tokens=True)) for k, h in zip(batch, hyps))
 
@@ -306,6 +306,17 @@ def cascade_transcribe(model, cascade, feats_scp, keys: List[str], out: Path, ar
     return {k: done[k] for k in keys}
 
 
+def add_decode_arguments(p: argparse.ArgumentParser, max_new_tokens: int = 128, batch_help: str = None) -> None:
+    """The decode-config options (``conf/decode.yaml`` keys): run.sh passes the same config to
+    this script, ``bin/learning_curve`` and ``bin/asr_probe``, and check_config checks its keys
+    against this parser, so all three take them from here."""
+    p.add_argument("--batch_size", type=int, default=8, help=batch_help)
+    p.add_argument("--beam_size", type=int, default=1)
+    p.add_argument("--max_new_tokens", type=int, default=max_new_tokens)
+    p.add_argument("--repetition_penalty", type=float, default=1.0,
+                   help="CTRL penalty on tokens already generated (1.0: off; HF semantics)")
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True, nargs="+", help="dump/<set> dirs with feats.scp and text")
@@ -322,11 +333,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav_data_dir", nargs="+",
                    help="data/<set> dirs with wav.scp for --mode whisper, one per --data_dir")
     p.add_argument("--target_lang", default=None)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--beam_size", type=int, default=1)
-    p.add_argument("--max_new_tokens", type=int, default=128)
-    p.add_argument("--repetition_penalty", type=float, default=1.0,
-                   help="CTRL penalty on tokens already generated (1.0: off; HF semantics)")
+    add_decode_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default=None, help="LLM dtype for text/whisper modes (default: the experiment's llm_conf.dtype)")
     p.add_argument("--prompt_template", default="blsp", help="text/whisper modes without --exp_dir")

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from espnet_blsp.bin.blsp_inference import (
-    build_model, decode_speech, epoch_checkpoints, instructions_for, load_config, load_reporter,
-    load_trainable_state, prefix_tensors, read_kv,
+    add_decode_arguments, build_model, decode_speech, epoch_checkpoints, instructions_for, load_config,
+    load_reporter, load_trainable_state, prefix_tensors, read_kv,
 )
 from espnet_blsp.bin.generate_teacher import pick_device
 from espnet_blsp.scoring import curves
@@ -131,10 +131,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_utts", type=int, default=32, help="decode the first N utterance ids (sorted)")
     p.add_argument("--out_dir", type=Path, default=None, help="default: <exp_dir>/curves")
     p.add_argument("--no_untrained", action="store_true", help="no step-0 point (untrained adapter)")
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--beam_size", type=int, default=1)
-    p.add_argument("--max_new_tokens", type=int, default=128)
-    p.add_argument("--repetition_penalty", type=float, default=1.0, help="as in blsp_inference")
+    add_decode_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     return p
 
