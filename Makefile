@@ -12,12 +12,12 @@ PORT ?= 7860
 # pytest-xdist workers of make test (one thread each; tests/conftest.py)
 TEST_JOBS ?= 2
 
-.PHONY: install install-test install-mini install-demo install-browser test mini mini-long demo web-demo bench
+.PHONY: install install-test install-mini install-demo install-browser install-debian-text test mini mini-long demo web-demo bench
 
 install:
 	$(PIP) install -q -e .
 
-install-test: install install-browser
+install-test: install install-browser install-debian-text
 	$(PIP) install -q -e ".[test]"
 
 # Debian's headless Chromium + ChromeDriver for tests/test_demo_browser.py (skipped without them)
@@ -31,7 +31,18 @@ install-browser:
 		fi; \
 	fi
 
-install-mini: install
+# Debian's fortunes (training sentences of broad vocabulary) and flite (more voices) for the mini corpus
+install-debian-text:
+	@if ! { command -v flite && [ -d /usr/share/games/fortunes ]; } >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes flite \
+				|| echo "warning: fortunes/flite could not be installed; run.sh --mini_num_fortune_train 0 --mini_flite_share 0 works without them" >&2; \
+		else \
+			echo "warning: no fortunes/flite (install Debian's fortunes flite as root); run.sh --mini_num_fortune_train 0 --mini_flite_share 0 works without them" >&2; \
+		fi; \
+	fi
+
+install-mini: install install-debian-text
 	$(PIP) install -q -e ".[mini]"
 
 install-demo: install

@@ -2,7 +2,8 @@
 extraction and the real-speech test sets, and per-sentence synthesis failures.
 
 Nothing here downloads or runs piper: the sdist is a small tarball built in the test with
-the same layout, and synthesis failures are injected.
+the same layout, and synthesis failures are injected. The fortune sentences are read from a
+small fortunes dir written here; flite runs where Debian's flite is installed.
 """
 
 import io
@@ -18,6 +19,7 @@ from espnet_blsp.assets import packages as P
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "local" / "mini"))
+import fortune_sentences  # noqa: E402
 import make_corpus  # noqa: E402
 from sentences import make_splits  # noqa: E402
 
@@ -219,3 +221,71 @@ def test_llm_sentences_are_cleaned_split_and_cached(tmp_path, tiny_llm):
         "A first cached sentence of the corpus here.", "A second cached sentence of the corpus here."]
     with pytest.raises(SystemExit, match="no_llm"):
         write_sentences(str(tmp_path / "no_llm"), cache, 3)
+
+
+FORTUNES = """\
+He was not an ill-disposed young man.  It is a truth universally acknowledged.
+\t\t-- Jane Austen
+%
+Short one.
+%
+Call 555-1234 for a good time, said the man on the wall.
+%
+   /\\_/\\  ( o.o )  > ^ <  the cat sat down on the mat today
+%
+"You can't always get what you want," she sang, "but you get what you need."
+%
+A mind is a terrible thing to waste on the same old songs every night.
+"""
+
+
+def test_fortune_sentences_are_cleaned_filtered_and_seeded(tmp_path):
+    (tmp_path / "wisdom").write_text(FORTUNES, encoding="utf-8")
+    (tmp_path / "wisdom.dat").write_bytes(b"\x00\x02binary index")  # not a fortune file
+    got = fortune_sentences.read_sentences(4, seed=1, root=str(tmp_path))
+    assert sorted(got) == sorted([
+        "he was not an ill disposed young man",  # attribution line dropped, hyphen split
+        "it is a truth universally acknowledged",
+        "you can't always get what you want she sang but you get what you need",
+        "a mind is a terrible thing to waste on the same old songs every night",
+    ])  # "Short one." (2 words), the digits and the ASCII art are dropped
+    assert got == fortune_sentences.read_sentences(4, seed=1, root=str(tmp_path))  # seeded
+    assert "it is a truth universally acknowledged" not in fortune_sentences.read_sentences(
+        3, seed=1, root=str(tmp_path), exclude=["it is a truth universally acknowledged"])
+    with pytest.raises(SystemExit, match="holds 4 usable sentences, fewer than the 5"):
+        fortune_sentences.read_sentences(5, seed=1, root=str(tmp_path))
+    with pytest.raises(SystemExit, match="apt-get install fortunes"):
+        fortune_sentences.read_sentences(1, seed=1, root=str(tmp_path / "absent"))
+
+
+def test_flite_share_picks_training_voices_only_and_does_not_depend_on_corpus_size():
+    voices = [make_corpus.voice_of("train", i, 0.5, seed=1) for i in range(2000)]
+    share = sum(v != "joe" for v in voices) / len(voices)
+    assert 0.45 < share < 0.55 and set(voices) == {"joe", *make_corpus.FLITE_VOICES}
+    assert voices[:100] == [make_corpus.voice_of("train", i, 0.5, seed=1) for i in range(100)]
+    assert {make_corpus.voice_of(s, i, 0.5, seed=1) for s in ("dev", "test") for i in range(200)} == {"joe"}
+    assert {make_corpus.voice_of("train", i, 0.0, seed=1) for i in range(200)} == {"joe"}
+
+
+def test_flite_share_needs_flite(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no flite on it
+    with pytest.raises(SystemExit, match="apt-get install flite"):
+        make_corpus.check_flite()
+
+
+def test_flite_synthesis(tmp_path):
+    """A flite voice (Debian's flite; skipped where it is not installed): one 16 kHz clip,
+    slower with a larger length scale."""
+    import shutil
+
+    if not shutil.which("flite"):
+        pytest.skip("Debian's flite is not installed (make install-mini installs it as root)")
+    make_corpus.check_flite()
+    lens = []
+    for ls in (0.9, 1.2):
+        path = tmp_path / f"slt-{ls}.wav"
+        assert make_corpus.synthesize((f"slt-train-{ls}", "the quick brown fox jumps over the lazy dog", str(path), ls, 0.5)) == (f"slt-train-{ls}", "")
+        x, sr = soundfile.read(path)
+        assert sr == 16000 and np.abs(x).max() > 0.05
+        lens.append(len(x))
+    assert 1.0 < lens[0] / 16000 < 5.0 and lens[1] > 1.15 * lens[0]

@@ -59,10 +59,12 @@ valid_subset=           # valid utterances used for validation (default: all)
 train_args=             # extra arguments for blsp_train, e.g. "--max_epoch 2" (replaces the preset's)
 preset=auto             # fills the options left empty: auto (mini: cpu, or gpu with --ngpu >= 1; else none) | none | NAME (conf/mini/preset_NAME.yaml) | a YAML file
 assets_dir=assets       # stage 0 output: converted Whisper and SmolLM2 checkpoints
-mini_dir=               # stage 0 output: the synthesized mini corpus (default: mini_<mini_num_train>[_llm<mini_num_llm_train>])
+mini_dir=               # stage 0 output: the synthesized mini corpus (default: mini_<mini_num_train>[_llm<N>][_fortune<N>][_flite<share>])
 mini_whisper=base       # base | tiny.en
 mini_num_train=         # mini corpus sizes (default train: 2000; the gpu preset: 20000)
 mini_num_llm_train=     # training sentences written by the LLM, added to the mini corpus (default 0)
+mini_num_fortune_train= # training sentences of Debian's fortunes package, added to the mini corpus (default 0)
+mini_flite_share=       # share of the training utterances spoken by flite's voices, not piper's (default 0)
 mini_num_dev=100
 mini_num_test=100
 # <<< options
@@ -90,7 +92,9 @@ if [ "${preset}" != none ]; then
 fi
 mini_num_train=${mini_num_train:-2000}
 mini_num_llm_train=${mini_num_llm_train:-0}
-mini_dir=${mini_dir:-mini_${mini_num_train}$([ "${mini_num_llm_train}" -gt 0 ] && echo "_llm${mini_num_llm_train}" || true)}
+mini_num_fortune_train=${mini_num_fortune_train:-0}
+mini_flite_share=${mini_flite_share:-0}
+mini_dir=${mini_dir:-mini_${mini_num_train}$([ "${mini_num_llm_train}" -gt 0 ] && echo "_llm${mini_num_llm_train}" || true)$([ "${mini_num_fortune_train}" -gt 0 ] && echo "_fortune${mini_num_fortune_train}" || true)$([ "${mini_flite_share}" != 0 ] && echo "_flite${mini_flite_share}" || true)}
 max_new_tokens=${max_new_tokens:-64}
 train_subset=${train_subset:-0}
 valid_subset=${valid_subset:-0}
@@ -178,7 +182,8 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
         python -m espnet_blsp.bin.prepare_assets --out_dir "${assets_dir}" --whisper "${mini_whisper}"
         [ "${corpus}" != mini ] || python local/mini/make_corpus.py --out_dir "${mini_dir}" \
             --num_train ${mini_num_train} --num_dev ${mini_num_dev} --num_test ${mini_num_test} --nj ${nj} \
-            --num_llm_train ${mini_num_llm_train} --llm "${llm}"
+            --num_llm_train ${mini_num_llm_train} --llm "${llm}" \
+            --num_fortune_train ${mini_num_fortune_train} --flite_share ${mini_flite_share}
     else
         log "Stage 0: skipped (--speech_encoder and --llm given)"
     fi

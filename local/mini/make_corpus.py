@@ -3,16 +3,21 @@
 
 Usage:
     python local/mini/make_corpus.py --out_dir mini --num_train 2000 --num_dev 100 --num_test 100 --nj 2 \
-        [--num_llm_train 600 --llm assets/smollm2-135m-instruct]
+        [--num_llm_train 600 --llm assets/smollm2-135m-instruct] [--num_fortune_train 600] \
+        [--flite_share 0.5]
 
 Writes ``<out_dir>/data/{mini_train,mini_dev,mini_test}/`` (and ``real_librivox``,
 ``real_cards`` when the pocketsphinx 5.1.1 source distribution can be fetched), each
 with ``wav.scp`` (absolute paths to 16 kHz mono WAVs), ``text`` and ``utt2spk``. The training
 set holds ``--num_train`` grammar sentences (sentences.py) and, with ``--num_llm_train``,
 sentences on many topics written by the LLM (llm_sentences.py, cached in
-``<out_dir>/llm_sentences.txt``); dev and test are grammar sentences only.
+``<out_dir>/llm_sentences.txt``) and, with ``--num_fortune_train``, sentences of Debian's
+``fortunes`` package (fortune_sentences.py); dev and test are grammar sentences only.
 The voice is piper's en_US-joe-medium with per-utterance length and noise scales
-(seeded). Synthesis resumes: finished WAVs are kept; a sentence that fails is logged in
+(seeded); with ``--flite_share``, that share of the training utterances (chosen at random,
+seeded) is spoken instead by one of flite's voices slt, rms and awb (Debian's ``flite``; ~10x
+faster than piper) at a random rate, so the adapter hears more than one speaker. Dev and
+test stay in the piper voice. Synthesis resumes: finished WAVs are kept; a sentence that fails is logged in
 ``<out_dir>/failed.txt`` and left out, not fatal.
 """
 
@@ -22,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import wave
@@ -34,10 +40,12 @@ from tqdm import tqdm
 from espnet_blsp.utils.resumable import threads_per_job
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fortune_sentences import read_sentences as fortune_sentences  # noqa: E402
 from llm_sentences import write_sentences  # noqa: E402
 from sentences import make_splits  # noqa: E402
 
 SR = 16000
+FLITE_VOICES = ("slt", "rms", "awb")
 _VOICE = None
 _THREADS = 0  # ONNX threads per synthesis process (0: onnxruntime's default)
 
@@ -72,18 +80,41 @@ def _voice():
     return _VOICE
 
 
+def check_flite() -> None:
+    """flite and its voices must be there before a corpus asks for them."""
+    try:
+        listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SystemExit(
+            f"--flite_share needs Debian's flite ({e}): apt-get install flite (make install-mini does it "
+            "as root), or run.sh --mini_flite_share 0"
+        ) from None
+    missing = [v for v in FLITE_VOICES if v not in listed.split()]
+    if missing:
+        raise SystemExit(f"flite lacks the voices {missing} (flite -lv: {listed.strip()})")
+
+
 def synthesize(job: Tuple[str, str, str, float, float]) -> Tuple[str, str]:
-    """(utt, text, wav path, length_scale, noise_scale) -> (utt, error or "")."""
+    """(utt, text, wav path, length_scale, noise_scale) -> (utt, error or ""). The voice is the
+    utterance id's prefix: ``joe`` (piper) or a flite voice (``noise_scale`` unused there)."""
     import soundfile
-    from piper import SynthesisConfig
 
     from espnet_blsp.utils.audio import resample
 
     utt, text, path, length_scale, noise_scale = job
+    voice = utt.split("-")[0]
     try:
         with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-            with wave.open(tmp.name, "wb") as w:
-                _voice().synthesize_wav(text, w, syn_config=SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale))
+            if voice in FLITE_VOICES:
+                subprocess.run(
+                    ["flite", "-voice", voice, "--setf", f"duration_stretch={length_scale:.3f}", "-t", text, "-o", tmp.name],
+                    check=True, capture_output=True, text=True,
+                )
+            else:
+                from piper import SynthesisConfig
+
+                with wave.open(tmp.name, "wb") as w:
+                    _voice().synthesize_wav(text, w, syn_config=SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale))
             audio, sr = soundfile.read(tmp.name, dtype="float32")
         if audio.size == 0:
             return utt, "empty audio"
@@ -92,6 +123,8 @@ def synthesize(job: Tuple[str, str, str, float, float]) -> Tuple[str, str]:
         soundfile.write(part, audio, SR)
         os.replace(part, path)
         return utt, ""
+    except subprocess.CalledProcessError as e:
+        return utt, f"flite exited with {e.returncode}: {(e.stderr or '').strip()[-200:]}"
     except Exception as e:  # noqa: BLE001 - one bad sentence must not stop the corpus
         return utt, f"{type(e).__name__}: {e}"
 
@@ -104,14 +137,23 @@ def write_dir(d: Path, rows: Dict[str, Tuple[str, str]]) -> None:
     (d / "utt2spk").write_text("".join(f"{k} {k.split('-')[0]}\n" for k in keys))
 
 
-def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int) -> None:
+def voice_of(name: str, i: int, flite_share: float, seed: int) -> str:
+    """The voice of sentence ``i`` of split ``name``: a flite voice for a seeded ``flite_share``
+    of the training sentences, else piper's joe (the same answer for any corpus size)."""
+    if name != "train" or flite_share <= 0:
+        return "joe"
+    rng = random.Random(f"{seed}-voice-{i}")
+    return rng.choice(FLITE_VOICES) if rng.random() < flite_share else "joe"
+
+
+def synth_sets(out: Path, splits: Dict[str, List[str]], nj: int, seed: int, flite_share: float = 0.0) -> None:
     rng = random.Random(seed)
     jobs, meta = [], {}
     for name, sents in splits.items():
         wav_dir = out / "wav" / name
         wav_dir.mkdir(parents=True, exist_ok=True)
         for i, text in enumerate(sents):
-            utt = f"joe-{name}-{i:05d}"
+            utt = f"{voice_of(name, i, flite_share, seed)}-{name}-{i:05d}"
             path = str((wav_dir / f"{utt}.wav").resolve())
             ls, ns = rng.uniform(0.85, 1.2), rng.uniform(0.4, 0.9)
             meta[utt] = (name, path, text)
@@ -230,7 +272,13 @@ def main(cmd=None) -> None:
     p.add_argument("--num_llm_train", type=int, default=0,
                    help="add this many training sentences written by --llm (llm_sentences.py)")
     p.add_argument("--llm", help="LLM dir for --num_llm_train")
+    p.add_argument("--num_fortune_train", type=int, default=0,
+                   help="add this many training sentences of Debian's fortunes package (fortune_sentences.py)")
+    p.add_argument("--flite_share", type=float, default=0.0,
+                   help="share of the training utterances spoken by flite's voices instead of piper's (0-1)")
     args = p.parse_args(cmd)
+    if not 0 <= args.flite_share <= 1:
+        raise SystemExit(f"--flite_share {args.flite_share}: a share between 0 and 1")
     out = Path(args.out_dir)
     if (out / ".done").exists():
         logging.info(f"{out} is done, skipped")
@@ -241,8 +289,13 @@ def main(cmd=None) -> None:
             raise SystemExit("--num_llm_train needs --llm")
         splits["train"] += write_sentences(args.llm, out / "llm_sentences.txt", args.num_llm_train, args.seed,
                                            exclude=splits["train"] + splits["dev"] + splits["test"])
+    if args.num_fortune_train:
+        splits["train"] += fortune_sentences(args.num_fortune_train, args.seed,
+                                             exclude=splits["train"] + splits["dev"] + splits["test"])
+    if args.flite_share > 0:
+        check_flite()
     check_splits(out, splits)
-    synth_sets(out, splits, args.nj, args.seed)
+    synth_sets(out, splits, args.nj, args.seed, args.flite_share)
     real_speech(out)
     (out / ".done").touch()
 
