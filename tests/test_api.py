@@ -96,6 +96,13 @@ def test_respond_equals_stage5(which, models, tiny_exp, tiny_exp_chat, tiny_whis
     answers = models[which].respond(list(utts.values()), REPEAT, **OPTS)
     assert [stage5.get(k, "") for k in utts] == answers
     assert any(answers)
+    # a re-run resumes (here: skips) only with the options that made the responses
+    blsp_inference.main(["--exp_dir", str(exp), "--data_dir", str(dump), "--task", "asr", "--out_dir", str(out),
+                         "--max_new_tokens", "8", "--batch_size", "1", "--device", "cpu"])
+    with pytest.raises(SystemExit, match=r"max_new_tokens: 8 then, 4 now.*remove .*decode"):
+        blsp_inference.main(["--exp_dir", str(exp), "--data_dir", str(dump), "--task", "asr", "--out_dir", str(out),
+                             "--max_new_tokens", "4", "--device", "cpu"])
+    assert recover_lines(out / "text") == stage5
 
 
 def test_prompt_of_one_speech_turn_is_stage5s(models, wavs):

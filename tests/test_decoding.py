@@ -256,3 +256,18 @@ def test_cli_repetition_penalty_reaches_the_decoder(llm):
     plain = llm.generate(prefix, ids, suffix, middle_is_speech=False, max_new_tokens=8)
     assert want != plain  # the penalty changes this tiny model's output, so the check can fail
     assert got == {k: llm.tokenizer.decode(h, skip_special_tokens=True) for k, h in zip(keys, want)}
+
+
+def test_decode_dir_refuses_other_options_on_resume(tmp_path, caplog):
+    from espnet_blsp.bin.blsp_inference import check_decode_opts, decode_opts, get_parser
+
+    a = get_parser().parse_args(["--data_dir", "d", "--out_dir", "o", "--repetition_penalty", "1.2"])
+    b = get_parser().parse_args(["--data_dir", "d", "--out_dir", "o", "--batch_size", "1"])
+    check_decode_opts(tmp_path, decode_opts(a), resuming=False)  # a new dir: recorded
+    check_decode_opts(tmp_path, decode_opts(a), resuming=True)  # same options: fine
+    with pytest.raises(SystemExit, match=r"repetition_penalty: 1.2 then, 1.0 now"):
+        check_decode_opts(tmp_path, decode_opts(b), resuming=True)
+    (tmp_path / "decode_opts.json").unlink()  # a dir of an older version: resumed with a warning
+    check_decode_opts(tmp_path, decode_opts(b), resuming=True)
+    assert "no decode_opts.json" in caplog.text
+    assert decode_opts(b) == decode_opts(get_parser().parse_args(["--data_dir", "d", "--out_dir", "o"]))  # batch size is not one

@@ -19,10 +19,12 @@ Modes (``--mode``):
                encoder (``--cascade_asr DIR``) transcribes, then the LLM answers (``out_dir/asr_text``)
 
 Writes ``out_dir/text`` (Kaldi style, one response per line) and ``out_dir/cmd``.
-Resumable: utterances already in ``out_dir/text`` are skipped.
+Resumable: utterances already in ``out_dir/text`` are skipped; ``out_dir/decode_opts.json`` records
+the options that decide the responses, and resuming with other ones is refused.
 """
 
 import argparse
+import json
 import logging
 import shlex
 import shutil
@@ -374,6 +376,34 @@ def _load_llm(args, device):
     return SpeechLLM(llm_path, dtype=dtype, prompt_template=template).to(device).eval()
 
 
+def decode_opts(args) -> Dict[str, object]:
+    """What decides the responses of a decode dir (not the batch size): resuming a dir made with
+    other values would mix two decodes in one ``text``."""
+    return dict(mode=args.mode, checkpoint=args.checkpoint, beam_size=args.beam_size,
+                max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+                target_lang=args.target_lang)
+
+
+def check_decode_opts(out_dir: Path, opts: Dict[str, object], resuming: bool) -> None:
+    """Record ``opts`` in ``out_dir/decode_opts.json``; refuse to resume (or skip as done) a
+    dir whose responses were made with other values, naming them."""
+    path = out_dir / "decode_opts.json"
+    if resuming and path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = {k: (old.get(k), v) for k, v in opts.items() if old.get(k) != v}
+        if diff:
+            raise SystemExit(
+                f"{out_dir}/text was decoded with other options ("
+                + ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in diff.items())
+                + f"); remove {out_dir} to decode it again, or pass another --out_dir"
+            )
+        return
+    if resuming:
+        logging.warning(f"{out_dir}/text has responses but no {path.name} (an older version): "
+                        "resuming it with this run's options, unchecked")
+    path.write_text(json.dumps(opts, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
@@ -399,6 +429,7 @@ def main(cmd=None) -> None:
         keys = sorted(texts)
         out_path = out_dir / "text"
         done = recover_lines(out_path)
+        check_decode_opts(out_dir, decode_opts(args), resuming=bool(done))
         todo = [k for k in keys if k not in done]
         logging.info(f"{args.mode}/{task} on {data_dir}: {len(keys)} utterances, {len(done)} done -> {out_path}")
         if not todo:
