@@ -20,27 +20,26 @@ install:
 install-test: install install-browser install-debian-text
 	$(PIP) install -q -e ".[test]"
 
-# Debian's headless Chromium + ChromeDriver for tests/test_demo_browser.py (skipped without them)
-install-browser:
-	@if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then \
+# $(call apt_install,<test that they are there>,<Debian packages>,<what is lost without them>):
+# apt-get install as root when the test fails; a warning (not an error) where that can't be done
+define apt_install
+	@if ! { $(1); } >/dev/null 2>&1; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
-				|| echo "warning: chromium could not be installed; the browser test will be skipped" >&2; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) \
+				|| echo "warning: $(2) could not be installed; $(3)" >&2; \
 		else \
-			echo "warning: no chromium/chromedriver (install Debian's chromium chromium-driver as root); the browser test will be skipped" >&2; \
+			echo "warning: no $(2) (install these Debian packages as root); $(3)" >&2; \
 		fi; \
 	fi
+endef
+
+# Debian's headless Chromium + ChromeDriver for tests/test_demo_browser.py (skipped without them)
+install-browser:
+	$(call apt_install,command -v chromium && command -v chromedriver,chromium chromium-driver,the browser test will be skipped)
 
 # Debian's fortunes (training sentences of broad vocabulary) and flite (more voices) for the mini corpus
 install-debian-text:
-	@if ! { command -v flite && [ -d /usr/share/games/fortunes ]; } >/dev/null 2>&1; then \
-		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes flite \
-				|| echo "warning: fortunes/flite could not be installed; run.sh --mini_num_fortune_train 0 --mini_flite_share 0 works without them" >&2; \
-		else \
-			echo "warning: no fortunes/flite (install Debian's fortunes flite as root); run.sh --mini_num_fortune_train 0 --mini_flite_share 0 works without them" >&2; \
-		fi; \
-	fi
+	$(call apt_install,command -v flite && [ -d /usr/share/games/fortunes ],fortunes flite,run.sh --mini_num_fortune_train 0 --mini_flite_share 0 works without them)
 
 install-mini: install install-debian-text
 	$(PIP) install -q -e ".[mini]"
