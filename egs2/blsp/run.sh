@@ -148,7 +148,10 @@ log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encod
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
 prompt_template=$(python local/read_config.py "${train_config}" llm_conf.prompt_template blsp)
-llm_dtype=$(python local/read_config.py "${train_config}" llm_conf.dtype "$([ "${ngpu}" -gt 0 ] && echo bfloat16 || echo float32)")
+llm_dtype=$(python local/read_config.py "${train_config}" llm_conf.dtype auto)
+# auto -> bfloat16 where this machine runs it natively (a GPU; a CPU with AVX512-BF16 or AMX), else float32
+llm_dtype=$(python -c "import sys; from espnet_blsp.utils.dtype import resolve_dtype_name as r; print(r(*sys.argv[1:]))" \
+    "${llm_dtype}" "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)") || exit 1
 train_dir=dump/${train_set}; valid_dir=dump/${valid_set}
 if [ "${use_responses}" = true ]; then
     suffix=_cw$([ "${rp_ratio}" != 0 ] && echo "_rp${rp_ratio/:/-}" || true)$([ "${train_subset}" -gt 0 ] && echo "_n${train_subset}" || true)

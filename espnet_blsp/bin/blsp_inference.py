@@ -38,6 +38,7 @@ import yaml
 from tqdm import tqdm
 
 from espnet_blsp.bin.dump_feats import load_feats
+from espnet_blsp.utils.dtype import resolve_dtype_name
 from espnet_blsp.utils.checkpoint import CheckpointError, load_trainer_checkpoint, load_weights, reporter_globals
 from espnet_blsp.utils.resumable import LineAppender, recover_lines
 
@@ -372,7 +373,7 @@ def _load_llm(args, device):
         dtype = dtype or llm_conf.get("dtype")
     if not llm_path:
         raise SystemExit(f"--mode {args.mode} needs --llm or --exp_dir")
-    dtype = dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    dtype = resolve_dtype_name(dtype or "auto", device)
     return SpeechLLM(llm_path, dtype=dtype, prompt_template=template).to(device).eval()
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from espnet_blsp.utils.dtype import resolve_dtype_name
 from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job, threads_per_job
 
 CONTINUATION = (
@@ -90,7 +91,7 @@ def generate(args) -> None:
     device = pick_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(threads_per_job(args.nj))
-    dtype = args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+    dtype = resolve_dtype_name(args.dtype or "auto", device)
     llm = SpeechLLM(args.llm, dtype=dtype, prompt_template=args.prompt_template).to(device).eval()
     t = llm.template
     prefix = torch.tensor(t.prefix_ids(args.instruction), device=device)
@@ -179,7 +180,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
+    p.add_argument("--dtype", default=None, help="LLM dtype; default auto: bfloat16 where the device runs it natively (GPU, or a CPU with AVX512-BF16/AMX), else float32")
     p.add_argument("--nj", type=int, default=1)
     p.add_argument("--job", type=int, default=1)
     p.add_argument("--reuse", nargs="*", default=[],

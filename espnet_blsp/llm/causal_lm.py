@@ -37,6 +37,7 @@ from espnet_blsp.llm.partial_lora import (
     speech_positions,
 )
 from espnet_blsp.llm.prompt import PromptTemplate
+from espnet_blsp.utils.dtype import resolve_dtype_name
 
 _DTYPES: Dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -72,7 +73,8 @@ class SpeechLLM(nn.Module):
     Args:
         model_name_or_path: local checkpoint dir with the model and its tokenizer (a hub id is
             only looked up in the local HF cache; nothing is downloaded).
-        dtype: float32 | bfloat16 | float16 for the frozen weights.
+        dtype: float32 | bfloat16 | float16 for the frozen weights, or auto (bfloat16 where the
+            hardware runs it natively, else float32; espnet_blsp.utils.dtype).
         attn_implementation: sdpa | eager | flash_attention_2 (as transformers names them).
         prompt_template: blsp | chat (:class:`PromptTemplate`).
         lora_conf: dict(r, alpha, dropout, target_modules) for Partial LoRA, or None.
@@ -98,8 +100,9 @@ class SpeechLLM(nn.Module):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if dtype not in _DTYPES:
-            raise ValueError(f"unknown LLM dtype {dtype!r}; choose from {sorted(_DTYPES)}")
+        if dtype not in _DTYPES and dtype != "auto":
+            raise ValueError(f"unknown LLM dtype {dtype!r}; choose from {['auto'] + sorted(_DTYPES)}")
+        dtype = resolve_dtype_name(dtype)  # auto: bfloat16 where it is native (CUDA if available, else this CPU)
         path = os.path.expanduser(str(model_name_or_path))
         local = os.path.isdir(path)
         if not local and (os.path.isabs(path) or path.startswith(".") or os.path.exists(path)):

@@ -143,7 +143,7 @@ class BLSPTask(AbsTask):
             action=NestedDictAction,
             default=dict(
                 model_name_or_path=None,
-                dtype="bfloat16",
+                dtype="auto",
                 attn_implementation="sdpa",
                 prompt_template="blsp",
                 lora_conf=None,

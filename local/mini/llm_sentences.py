@@ -68,7 +68,10 @@ def write_sentences(llm_dir: str, out: Path, num: int, seed: int = 0, batch_size
         raise SystemExit(f"the LLM for the corpus sentences is not a directory: {llm_dir}")
     tok = AutoTokenizer.from_pretrained(llm_dir)
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.bfloat16).eval()
+    from espnet_blsp.utils.dtype import resolve_dtype_name
+
+    dtype = getattr(torch, resolve_dtype_name("auto", "cpu"))  # bfloat16 is ~30x slower without AVX512-BF16/AMX
+    model = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=dtype).eval()
     seen = set(have) | set(exclude)
     rng = random.Random(seed + len(have))
     prompts = [s.format(t=t) for t in TOPICS for s in STYLES]
