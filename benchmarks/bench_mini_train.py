@@ -4,7 +4,7 @@
 Usage: python benchmarks/bench_mini_train.py [--assets egs2/blsp/assets] [--steps 4] [--threads 2]
            [--variants old,enc,enc_cache,new] [--json out.json]
 
-Real models (the stage-0 assets: Whisper base, SmolLM2-135M-Instruct in bf16, chat template),
+Real models (the stage-0 assets: Whisper base, SmolLM2-135M-Instruct, chat template),
 the real BLSPModel built from conf/mini/train_blsp_ce.yaml (+ the embedding CTC of
 conf/mini/train_blsp.yaml in ``ctc``), one training step = forward + backward
 + clip + AdamW, what ESPnet's trainer does. Workload: 3.5 s clips (350 mel frames, 175 encoder
@@ -18,10 +18,11 @@ Variants (each builds its own model; the same inputs):
     enc        encoder outputs dumped in stage 2 (--dump_encoder_output), batch 8
     enc_cache  + the prompt prefix (chat header + instruction) from the KV cache, batch 8
     sdpa_b24   + batch 24
-    new        + eager attention instead of SDPA (the current mini default, conf/mini/train_blsp.yaml
-               and conf/mini/preset_cpu.yaml, without its CTC term)
+    new        + eager attention instead of SDPA, the LLM in ``dtype: auto`` (the current mini
+               default, conf/mini/train_blsp.yaml and conf/mini/preset_cpu.yaml, without its
+               CTC term); auto is bfloat16 on a CPU with AVX512-BF16/AMX and float32 elsewhere
     ctc        as new, + the embedding CTC (ctc_weight 1, the mini default's full step)
-    fp32       as new, the LLM in float32 (AVX512-BF16 against fp32 matmuls)
+    bf16, fp32 as new, the LLM in bfloat16 / float32 whatever the CPU
 
 Reported: samples/s, LLM positions/s (every position of every prompt, padding excluded), and
 the ratio to ``old``. Target: new >= 4x old (issue 10). Time only on a quiet machine.
@@ -46,8 +47,9 @@ VARIANTS = {
     "enc": (True, False, 8, "bfloat16", "sdpa", 0.0),
     "enc_cache": (True, True, 8, "bfloat16", "sdpa", 0.0),
     "sdpa_b24": (True, True, 24, "bfloat16", "sdpa", 0.0),
-    "new": (True, True, 24, "bfloat16", "eager", 0.0),
-    "ctc": (True, True, 24, "bfloat16", "eager", 1.0),
+    "new": (True, True, 24, "auto", "eager", 0.0),
+    "ctc": (True, True, 24, "auto", "eager", 1.0),
+    "bf16": (True, True, 24, "bfloat16", "eager", 0.0),
     "fp32": (True, True, 24, "float32", "eager", 0.0),
 }
 SENTENCE = "The old farmer carried a basket of eggs to the market this morning."
@@ -132,7 +134,11 @@ def main() -> None:
         raise SystemExit(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
     rows = [run(n, args.assets, args.steps) for n in names]
     base = next((r for r in rows if r["variant"] == "old"), rows[0])
-    print(f"mini CNN training step, CPU, {args.threads} threads, {args.steps} timed steps each")
+    from espnet_blsp.utils.dtype import cpu_has_native_bf16
+
+    print(f"mini CNN training step, CPU ({'native' if cpu_has_native_bf16() else 'no native'} bfloat16: "
+          f"auto = {'bfloat16' if cpu_has_native_bf16() else 'float32'}), {args.threads} threads, "
+          f"{args.steps} timed steps each")
     print("| variant | batch | s/step | samples/s | LLM positions/s | vs old |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
