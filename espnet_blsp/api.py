@@ -204,7 +204,7 @@ def load(
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda:0``, ...
         checkpoint: a file name inside an exp dir (default: stage 5's choice, the best epoch).
         speech_encoder, llm: base-model directories instead of the recorded ones.
-        dtype: the LLM dtype instead of ``llm_conf.dtype`` (float32 | bfloat16 | float16).
+        dtype: the LLM dtype instead of ``llm_conf.dtype`` (auto | float32 | bfloat16 | float16; auto: bfloat16 where the device runs it natively).
     """
     import yaml
 
@@ -276,8 +276,13 @@ def load(
                 )
 
     # 2. the model as stage 5 builds it, 3. its trainable weights
-    if dtype is not None:
-        cfg = dict(cfg, llm_conf=dict(cfg["llm_conf"], dtype=dtype))
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    from espnet_blsp.utils.dtype import resolve_dtype_name
+
+    # auto (the mini configs) is resolved for the device the model will run on
+    want = resolve_dtype_name(dtype or cfg["llm_conf"].get("dtype", "auto"), dev)
+    cfg = dict(cfg, llm_conf=dict(cfg["llm_conf"], dtype=want))
     model = model_from_config(cfg, speech_encoder=paths["speech_encoder"], llm=paths["llm"])
     if meta is not None:
         from safetensors.torch import load_file
@@ -291,8 +296,6 @@ def load(
     except RuntimeError as e:
         raise ValueError(f"{weights} does not fit the model of {config_path}: {e}") from None
     logging.info(f"loaded {weights} (speech encoder {paths['speech_encoder']}, LLM {paths['llm']})")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
     return SpeechChat(model.to(dev).eval(), source=path, weights=weights, config=cfg, base_models=paths)
 
 

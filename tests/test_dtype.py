@@ -84,3 +84,23 @@ def test_run_sh_resolves_auto(monkeypatch):
     assert code in (REPO / "egs2" / "blsp" / "run.sh").read_text()
     out = subprocess.run([sys.executable, "-c", code, "auto", "cpu"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ("bfloat16" if dt.cpu_has_native_bf16() else "float32")
+
+
+@pytest.mark.parametrize("native, want", [(True, torch.bfloat16), (False, torch.float32)])
+def test_decoding_and_api_resolve_auto_for_their_device(tiny_exp, native, want, monkeypatch, tmp_path):
+    """An exp trained with ``dtype: auto`` decodes (stage 5, api.load) in what the decode device runs."""
+    import shutil
+
+    import yaml
+
+    from espnet_blsp import api
+    from espnet_blsp.bin.blsp_inference import build_model
+
+    exp = tmp_path / "exp_auto"
+    shutil.copytree(tiny_exp, exp)
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    cfg["llm_conf"]["dtype"] = "auto"
+    (exp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.setattr(dt, "cpu_has_native_bf16", lambda: native)
+    assert build_model(exp, torch.device("cpu"), None, load=True).llm.dtype == want
+    assert api.load(exp, device="cpu").model.llm.dtype == want

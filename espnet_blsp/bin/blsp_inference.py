@@ -212,7 +212,10 @@ def model_from_config(cfg: dict, speech_encoder: Optional[str] = None, llm: Opti
 def build_model(exp_dir: Path, device: torch.device, checkpoint: Optional[str], load: bool):
     """The model of ``exp_dir/config.yaml`` in eval mode; with ``load``, the trainable weights
     of ``find_checkpoint(exp_dir, checkpoint)``, else the adapter at its seeded random init."""
-    model = model_from_config(load_config(exp_dir))
+    cfg = load_config(exp_dir)
+    # auto (the mini configs) is resolved for the device of this decode, not the trainer's
+    cfg["llm_conf"] = dict(cfg["llm_conf"], dtype=resolve_dtype_name(cfg["llm_conf"].get("dtype", "auto"), device))
+    model = model_from_config(cfg)
     if load:
         ckpt = find_checkpoint(exp_dir, checkpoint)
         logging.info(f"loading {ckpt}")
