@@ -136,8 +136,9 @@ def main() -> None:
     base = next((r for r in rows if r["variant"] == "old"), rows[0])
     from espnet_blsp.utils.dtype import cpu_has_native_bf16
 
-    print(f"mini CNN training step, CPU ({'native' if cpu_has_native_bf16() else 'no native'} bfloat16: "
-          f"auto = {'bfloat16' if cpu_has_native_bf16() else 'float32'}), {args.threads} threads, "
+    native = cpu_has_native_bf16()
+    print(f"mini CNN training step, CPU ({'native' if native else 'no native'} bfloat16: "
+          f"auto = {'bfloat16' if native else 'float32'}), {args.threads} threads, "
           f"{args.steps} timed steps each")
     print("| variant | batch | s/step | samples/s | LLM positions/s | vs old |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -44,7 +44,8 @@ def resolve_dtype_name(name: str, device: Optional[Union[str, torch.device]] = N
     if dev.type == "cuda":
         native, what = torch.cuda.is_available() and torch.cuda.is_bf16_supported(), "this GPU"
     else:
-        native, what = dev.type == "cpu" and cpu_has_native_bf16(), f"this {dev.type.upper()} (AVX512-BF16 or AMX)"
+        cpu = dev.type == "cpu"
+        native, what = cpu and cpu_has_native_bf16(), "this CPU (AVX512-BF16 or AMX)" if cpu else f"device {dev}"
     out = "bfloat16" if native else "float32"
     logging.info(f"dtype auto -> {out}: {'native' if native else 'no native'} bfloat16 on {what}")
     return out
