@@ -276,9 +276,9 @@ def load(
                 )
 
     # 2. the model as stage 5 builds it, 3. its trainable weights
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    from espnet_blsp.utils.dtype import resolve_dtype_name
+    from espnet_blsp.utils.dtype import resolve_device, resolve_dtype_name
+
+    dev = resolve_device(device)
 
     # auto (the mini configs) is resolved for the device the model will run on
     want = resolve_dtype_name(dtype or cfg["llm_conf"].get("dtype", "auto"), dev)

@@ -104,3 +104,27 @@ def test_decoding_and_api_resolve_auto_for_their_device(tiny_exp, native, want, 
     monkeypatch.setattr(dt, "cpu_has_native_bf16", lambda: native)
     assert build_model(exp, torch.device("cpu"), None, load=True).llm.dtype == want
     assert api.load(exp, device="cpu").model.llm.dtype == want
+
+
+def test_torch_dtype_is_the_one_table(monkeypatch):
+    """Every name maps to its torch dtype; auto through resolve_dtype_name; unknown names name the setting."""
+    assert dt.torch_dtype("float32") is torch.float32
+    assert dt.torch_dtype("bfloat16") is torch.bfloat16
+    assert dt.torch_dtype("float16") is torch.float16
+    monkeypatch.setattr(dt, "cpu_has_native_bf16", lambda: False)
+    assert dt.torch_dtype("auto", "cpu") is torch.float32
+    monkeypatch.setattr(dt, "cpu_has_native_bf16", lambda: True)
+    assert dt.torch_dtype("auto", "cpu") is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown speech encoder dtype 'fp16'; choose from"):
+        dt.torch_dtype("fp16", what="speech encoder dtype")
+    assert set(dt.NAMES) == {"auto"} | set(dt.TORCH_DTYPES)
+
+
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dt.resolve_device("auto") == torch.device("cpu")
+    assert dt.resolve_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dt.resolve_device("auto") == torch.device("cuda")
+    assert dt.resolve_device("cpu") == torch.device("cpu")
+    assert dt.resolve_device(torch.device("meta")) == torch.device("meta")

@@ -238,7 +238,7 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args, command: str) -> Dict[str, dict]:
     from espnet_blsp.analysis.figures import layer_plot, tsne_plot
     from espnet_blsp.bin.blsp_inference import build_model, load_config, load_trainable_state
-    from espnet_blsp.bin.generate_teacher import pick_device
+    from espnet_blsp.utils.dtype import resolve_device
 
     for module, why in (("matplotlib", "the figures"), ("sklearn", "t-SNE")):
         if importlib.util.find_spec(module) is None:  # fail before extracting, not after
@@ -254,7 +254,7 @@ def run(args, command: str) -> Dict[str, dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cmd").write_text(command + "\n", encoding="utf-8")
 
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     text_cache: dict = {}
     models: dict = {}  # exp dir -> (model, its adapter's initial trainable state)
     results: Dict[str, dict] = {}

@@ -244,7 +244,7 @@ def run(args, command: str) -> Dict[str, object]:
     from espnet_blsp.analysis.representations import speech_position_states
     from espnet_blsp.bin.analyze import llm_num_layers
     from espnet_blsp.bin.blsp_inference import build_model, find_checkpoint, load_config
-    from espnet_blsp.bin.generate_teacher import pick_device
+    from espnet_blsp.utils.dtype import resolve_device
     from espnet_blsp.scoring.scorers import score_wer
 
     cfg = load_probe_config(args.config, args.layers)
@@ -272,7 +272,7 @@ def run(args, command: str) -> Dict[str, object]:
     (out_dir / "cmd").write_text(command + "\n", encoding="utf-8")
     (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     model = build_model(args.exp_dir, device, args.checkpoint, load=True)
     tokenizer = model.llm.tokenizer
     mtime = ckpt.stat().st_mtime_ns

@@ -38,7 +38,7 @@ import yaml
 from tqdm import tqdm
 
 from espnet_blsp.bin.dump_feats import load_feats
-from espnet_blsp.utils.dtype import resolve_dtype_name
+from espnet_blsp.utils.dtype import resolve_device, resolve_dtype_name
 from espnet_blsp.utils.checkpoint import CheckpointError, load_trainer_checkpoint, load_weights, reporter_globals
 from espnet_blsp.utils.resumable import LineAppender, recover_lines
 
@@ -411,8 +411,7 @@ def check_decode_opts(out_dir: Path, opts: Dict[str, object], resuming: bool) ->
 def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     if args.mode in ("speech", "untrained") and not args.exp_dir:
         raise SystemExit(f"--mode {args.mode} needs --exp_dir")
     if args.mode == "whisper" and not (args.whisper and args.wav_data_dir):

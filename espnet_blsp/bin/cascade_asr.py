@@ -123,7 +123,7 @@ def run(args, command: str) -> Path:
 
     from espnet_blsp.bin.asr_probe import read_set, train_probe
     from espnet_blsp.bin.blsp_inference import build_model
-    from espnet_blsp.bin.generate_teacher import pick_device
+    from espnet_blsp.utils.dtype import resolve_device
 
     if not args.config.exists():
         raise FileNotFoundError(f"config {args.config} not found (e.g. conf/mini/cascade_asr.yaml)")
@@ -133,7 +133,7 @@ def run(args, command: str) -> Path:
             raise ValueError(f"{args.config} lacks {key}")
     out_dir = args.out_dir or args.exp_dir / "cascade_asr"
     keys, feats_scp, texts = read_set(args.train_dir, cfg.get("num_train_utts", 0), cfg.get("seed", 0), "training")
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     model = build_model(args.exp_dir, device, None, load=False)  # the frozen encoder and the tokenizer only
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cmd").write_text(command + "\n", encoding="utf-8")

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from espnet_blsp.utils.dtype import resolve_dtype_name
+from espnet_blsp.utils.dtype import resolve_device, resolve_dtype_name
 from espnet_blsp.utils.resumable import LineAppender, recover_lines, split_for_job, threads_per_job
 
 CONTINUATION = (
@@ -49,12 +49,6 @@ def read_kv(path):
     from espnet_blsp.data.kaldi_dir import read_kv as _read_kv
 
     return _read_kv(Path(path))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def subset(keys, max_utts: int, seed: int = 0):
@@ -88,7 +82,7 @@ def generate(args) -> None:
     logging.info(f"job {args.job}/{args.nj}: {len(keys)} transcripts, {len(done)} done")
     if not todo:
         return
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(threads_per_job(args.nj))
     dtype = resolve_dtype_name(args.dtype or "auto", device)

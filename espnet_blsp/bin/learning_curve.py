@@ -49,7 +49,7 @@ from espnet_blsp.bin.blsp_inference import (
     add_decode_arguments, build_model, decode_speech, epoch_checkpoints, instructions_for, load_config,
     load_reporter, load_trainable_state, prefix_tensors, read_kv,
 )
-from espnet_blsp.bin.generate_teacher import pick_device
+from espnet_blsp.utils.dtype import resolve_device
 from espnet_blsp.scoring import curves
 from espnet_blsp.utils.checkpoint import CheckpointError
 
@@ -181,7 +181,7 @@ def run(args, command: str) -> Dict[int, dict]:
     logging.info(f"{exp_dir}: epochs {sorted(ckpts)}, {len(points)} points cached in {points_path}, "
                  f"{len(todo)} to decode on {len(keys)} utterances of {data_dir}")
     if todo:
-        device = pick_device(args.device)
+        device = resolve_device(args.device)
         model = build_model(exp_dir, device, None, load=False)  # epoch 0: the untrained adapter
         feats_scp = read_kv(data_dir / "feats.scp")
         prefixes = {task: prefix_tensors(model.llm, instructions_for(task, data_dir, keys, None), device)

@@ -37,13 +37,8 @@ from espnet_blsp.llm.partial_lora import (
     speech_positions,
 )
 from espnet_blsp.llm.prompt import PromptTemplate
-from espnet_blsp.utils.dtype import resolve_dtype_name
+from espnet_blsp.utils.dtype import torch_dtype
 
-_DTYPES: Dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
 IGNORE_ID = -100
 
 
@@ -100,9 +95,7 @@ class SpeechLLM(nn.Module):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if dtype not in _DTYPES and dtype != "auto":
-            raise ValueError(f"unknown LLM dtype {dtype!r}; choose from {['auto'] + sorted(_DTYPES)}")
-        dtype = resolve_dtype_name(dtype)  # auto: bfloat16 where it is native (CUDA if available, else this CPU)
+        dtype = torch_dtype(dtype, what="LLM dtype")  # auto: bfloat16 where it is native (CUDA if available, else this CPU)
         path = os.path.expanduser(str(model_name_or_path))
         local = os.path.isdir(path)
         if not local and (os.path.isabs(path) or path.startswith(".") or os.path.exists(path)):
@@ -110,7 +103,7 @@ class SpeechLLM(nn.Module):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=_DTYPES[dtype], attn_implementation=attn_implementation, local_files_only=True
+                path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
             )
         except (OSError, ValueError) as e:
             if local and not isinstance(e, OSError):

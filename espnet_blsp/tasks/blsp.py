@@ -44,6 +44,7 @@ from espnet_blsp.collate import BLSPCollateFn
 from espnet_blsp.espnet_model import BLSPModel
 from espnet_blsp.preprocess import build_preprocessor
 from espnet_blsp.utils.checkpoint import atomic_save, repair_experiment
+from espnet_blsp.utils.dtype import torch_dtype
 from espnet_blsp.utils.resumable import threads_per_job
 
 # ``--adapter`` belongs to ESPnet's own LoRA/Houlsby options, hence ``speech_adapter``.
@@ -69,15 +70,6 @@ def coerce_exponent_floats(value, where: str = ""):
         logging.info(f"{where}: read {value!r} as the number {float(value)!r} (YAML 1.1 reads 2e-3 as a string)")
         return float(value)
     return value
-
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(name: str) -> torch.dtype:
-    if name not in _DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose from {sorted(_DTYPES)}")
-    return _DTYPES[name]
 
 
 class _TorchWithAtomicSave:
@@ -284,7 +276,7 @@ def build_blsp_model(
 
     # 1. speech encoder (frozen unless freeze: false, variants 6 and 7)
     enc_conf = dict(speech_encoder_conf)
-    enc_dtype = resolve_dtype(enc_conf.pop("dtype", "float32"))
+    enc_dtype = torch_dtype(enc_conf.pop("dtype", "float32"), what="speech encoder dtype")
     encoder = WhisperSpeechEncoder(**enc_conf)
     if enc_conf.get("freeze", True):
         encoder.to(dtype=enc_dtype)

@@ -13,7 +13,8 @@ from typing import Optional, Union
 
 import torch
 
-NAMES = ("auto", "float32", "bfloat16", "float16")
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NAMES = ("auto",) + tuple(TORCH_DTYPES)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -30,6 +31,23 @@ def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
+def resolve_device(name: Union[str, torch.device] = "auto") -> torch.device:
+    """``auto``: CUDA when it is available, else the CPU; any other name as torch reads it."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def torch_dtype(name: str, device: Optional[Union[str, torch.device]] = None, what: str = "dtype") -> torch.dtype:
+    """The torch dtype of ``name`` (``auto`` resolved for ``device``, as ``resolve_dtype_name``).
+
+    ``what`` names the setting in the error for an unknown name (e.g. "LLM dtype").
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown {what} {name!r}; choose from {list(NAMES)}")
+    return TORCH_DTYPES[resolve_dtype_name(name, device)]
+
+
 def resolve_dtype_name(name: str, device: Optional[Union[str, torch.device]] = None) -> str:
     """``name`` itself, or for ``auto`` "bfloat16"/"float32" as ``device`` runs them.
 
@@ -40,7 +58,7 @@ def resolve_dtype_name(name: str, device: Optional[Union[str, torch.device]] = N
         raise ValueError(f"unknown dtype {name!r}; choose from {list(NAMES)}")
     if name != "auto":
         return name
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device("auto" if device is None else device)
     if dev.type == "cuda":
         native, what = torch.cuda.is_available() and torch.cuda.is_bf16_supported(), "this GPU"
     else:
