@@ -24,8 +24,14 @@ Variants (each builds its own model; the same inputs):
     ctc        as new, + the embedding CTC (ctc_weight 1, the mini default's full step)
     bf16, fp32 as new, the LLM in bfloat16 / float32 whatever the CPU
 
-Reported: samples/s, LLM positions/s (every position of every prompt, padding excluded), and
-the ratio to ``old``. Target: new >= 4x old (issue 10). Time only on a quiet machine.
+Reported: samples/s, LLM positions/s (every position of every prompt, padding excluded), the
+ratio to ``old``, and how close the step comes to the CPU's matmul rate: the FLOPs of one step
+(``torch.utils.flop_counter``, forward + backward, counted in an untimed step), the FLOP/s the
+timed steps reach, and that as a share of the rate of one matmul of the LLM's own shape
+(positions x hidden @ hidden x ffn) in the variant's dtype, measured in the same run. A share
+near 100 % means the step is matmul-bound and only fewer FLOPs (or native bfloat16) make it
+faster. The header gives the float32 and bfloat16 matmul rates of that shape side by side.
+Target: new >= 4x old (issue 10). Time only on a quiet machine.
 """
 
 import argparse
@@ -100,6 +106,29 @@ def step(model, opt, batch):
     opt.step()
 
 
+def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, min_s: float = 1.0) -> float:
+    """Measured rate (GFLOP/s) of an (m x k) @ (k x n) product in ``dtype``: best of repeated runs."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=g).to(dtype), torch.randn(k, n, generator=g).to(dtype)
+    torch.matmul(a, b)  # warm-up
+    best, spent = float("inf"), 0.0
+    while spent < min_s or best == float("inf"):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        dt = time.perf_counter() - t0
+        best, spent = min(best, dt), spent + dt
+    return 2 * m * k * n / best / 1e9
+
+
+def step_flops(model, opt, batch) -> int:
+    """FLOPs of one training step (forward + backward), as torch's FLOP counter sees them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step(model, opt, batch)
+    return counter.get_total_flops()
+
+
 def run(name: str, assets: Path, steps: int) -> dict:
     precomputed, cache, B, dtype, attn, ctc = VARIANTS[name]
     torch.manual_seed(0)
@@ -108,11 +137,16 @@ def run(name: str, assets: Path, steps: int) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch, positions = make_batch(model, B, precomputed)
     step(model, opt, batch)  # warm-up (and the prefix cache's one-off forward)
+    flops = step_flops(model, opt, batch)
     t0 = time.perf_counter()
     for _ in range(steps):
         step(model, opt, batch)
     dt = (time.perf_counter() - t0) / steps
-    return dict(variant=name, batch=B, step_s=dt, samples_per_s=B / dt, positions_per_s=positions / dt)
+    cfg = model.llm.model.config
+    peak = matmul_gflops(model.llm.dtype, positions, cfg.hidden_size, cfg.intermediate_size)
+    return dict(variant=name, batch=B, llm_dtype=str(model.llm.dtype).replace("torch.", ""), step_s=dt,
+                samples_per_s=B / dt, positions_per_s=positions / dt, gflop_per_step=flops / 1e9,
+                gflops=flops / dt / 1e9, matmul_gflops=peak, share_of_matmul=flops / dt / 1e9 / peak)
 
 
 def main() -> None:
@@ -137,17 +171,23 @@ def main() -> None:
     from espnet_blsp.utils.dtype import cpu_has_native_bf16
 
     native = cpu_has_native_bf16()
+    cfg = json.loads((args.assets / "smollm2-135m-instruct/config.json").read_text())
+    shape = (24 * 80, cfg["hidden_size"], cfg["intermediate_size"])
+    rate = {n: matmul_gflops(d, *shape) for n, d in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     print(f"mini CNN training step, CPU ({'native' if native else 'no native'} bfloat16: "
           f"auto = {'bfloat16' if native else 'float32'}), {args.threads} threads, "
           f"{args.steps} timed steps each")
-    print("| variant | batch | s/step | samples/s | LLM positions/s | vs old |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"matmul {shape[0]}x{shape[1]} @ {shape[1]}x{shape[2]}: float32 {rate['float32']:.0f} GFLOP/s, "
+          f"bfloat16 {rate['bfloat16']:.0f} GFLOP/s (bfloat16/float32 = {rate['bfloat16'] / rate['float32']:.2f})")
+    print("| variant | batch | LLM dtype | s/step | samples/s | LLM positions/s | GFLOP/step | GFLOP/s | of matmul rate | vs old |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         r["speedup"] = r["samples_per_s"] / base["samples_per_s"]
-        print(f"| {r['variant']} | {r['batch']} | {r['step_s']:.2f} | {r['samples_per_s']:.1f} | "
-              f"{r['positions_per_s']:.0f} | {r['speedup']:.2f}x |")
+        print(f"| {r['variant']} | {r['batch']} | {r['llm_dtype']} | {r['step_s']:.2f} | {r['samples_per_s']:.1f} | "
+              f"{r['positions_per_s']:.0f} | {r['gflop_per_step']:.0f} | {r['gflops']:.0f} | "
+              f"{100 * r['share_of_matmul']:.0f} % | {r['speedup']:.2f}x |")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(dict(matmul_gflops=rate, matmul_shape=shape, rows=rows), indent=1))
     new = next((r for r in rows if r["variant"] == "new"), None)
     if new is not None and "old" in names:
         print(f"target new >= 4x old: {'met' if new['speedup'] >= 4 else 'MISSED'} ({new['speedup']:.2f}x)")
