@@ -186,81 +186,85 @@ class BLSPModel(AbsESPnetModel):
         # 1. speech -> adapter outputs; CFormer fires exactly N tokens in training
         y, y_lens, aux = self.encode(speech, speech_lengths, utt_id, text_lengths)
 
-        # 2. student prompt: prefix + speech + suffix + response + EOS when a response term
-        # is active; else (input KL and/or CIF only, variant 4) no prompt: the template's
-        # turn opening + speech, since the input KL needs none (BLSP-KD Sec. 4.2)
-        texts = _split(text, text_lengths)
-        if self.uses_prompt(response is not None):
-            prefixes = _split(prefix, prefix_lengths)
-            suffixes = _split(suffix, suffix_lengths)
-            responses = _split(response, response_lengths)
-        else:
-            start = prefix.new_tensor(self.llm.template.start_ids())  # (P,)
-            prefixes, suffixes, responses = [start] * batch_size, [start[:0]] * batch_size, None
-        llm_dtype = self.llm.dtype
-        student = self.llm.build_inputs(
-            prefixes, [m.to(llm_dtype) for m in _split(y, y_lens)], suffixes, responses
-        )
-        self._check_context(student.lengths, utt_id)
-        h_s = self.llm.hidden_states(student)  # (B, T_s, H)
-        weight = self.llm.lm_head_weight  # (V, H)
-
         stats: Dict[str, torch.Tensor] = {}
-        loss = h_s.new_zeros((), dtype=torch.float32)
-        resp_s = student.targets != -100  # (B, T_s): positions predicting y_1..EOS
-        n_resp = int(resp_s.sum())
+        loss = y.new_zeros((), dtype=torch.float32)
+        # Steps 2-4 read the LLM's outputs. Without their terms (CIF and/or CTC alone: adapter
+        # pretraining) the LLM does not run; the step costs the adapter and one vocabulary product.
+        if self.runs_llm:
+            # 2. student prompt: prefix + speech + suffix + response + EOS when a response term
+            # is active; else (input KL and/or CIF only, variant 4) no prompt: the template's
+            # turn opening + speech, since the input KL needs none (BLSP-KD Sec. 4.2)
+            texts = _split(text, text_lengths)
+            if self.uses_prompt(response is not None):
+                prefixes = _split(prefix, prefix_lengths)
+                suffixes = _split(suffix, suffix_lengths)
+                responses = _split(response, response_lengths)
+            else:
+                start = prefix.new_tensor(self.llm.template.start_ids())  # (P,)
+                prefixes, suffixes, responses = [start] * batch_size, [start[:0]] * batch_size, None
+            llm_dtype = self.llm.dtype
+            student = self.llm.build_inputs(
+                prefixes, [m.to(llm_dtype) for m in _split(y, y_lens)], suffixes, responses
+            )
+            self._check_context(student.lengths, utt_id)
+            h_s = self.llm.hidden_states(student)  # (B, T_s, H)
+            weight = self.llm.lm_head_weight  # (V, H)
 
-        # 3. response cross-entropy (also the accuracy statistic, which the response KL
-        # gives instead when there is no CE term)
-        need_resp_kl = self.kl_resp_weight > 0 and n_resp > 0
-        acc_from_kl = need_resp_kl and self.ce_weight <= 0
-        if n_resp > 0 and not acc_from_kl:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.ce_weight > 0):
-                ce, n_correct = response_ce(
-                    h_s[resp_s], weight, student.targets[resp_s], self.loss_chunk_size
-                )
-            stats["acc"] = (n_correct.float() / n_resp).detach()
-            if self.ce_weight > 0:
-                loss = loss + self.ce_weight * ce
-                stats["loss_ce"] = ce.detach()
+            resp_s = student.targets != -100  # (B, T_s): positions predicting y_1..EOS
+            n_resp = int(resp_s.sum())
 
-        # 4. KD: the teacher is the same frozen LLM on the transcript, LoRA off
-        if need_resp_kl or self.kl_input_weight > 0:
-            with torch.no_grad():
-                teacher = self.llm.build_inputs(
-                    prefixes, texts, suffixes, responses, middle_is_speech=False
-                )
-                h_t = self.llm.hidden_states(teacher)  # (B, T_t, H)
-            if need_resp_kl:
-                resp_t = teacher.targets != -100
-                if acc_from_kl:
-                    kl, n_correct = kl_div_and_correct(
-                        h_s[resp_s], h_t[resp_t], weight, student.targets[resp_s],
+            # 3. response cross-entropy (also the accuracy statistic, which the response KL
+            # gives instead when there is no CE term)
+            need_resp_kl = self.kl_resp_weight > 0 and n_resp > 0
+            acc_from_kl = need_resp_kl and self.ce_weight <= 0
+            if n_resp > 0 and not acc_from_kl:
+                with torch.set_grad_enabled(torch.is_grad_enabled() and self.ce_weight > 0):
+                    ce, n_correct = response_ce(
+                        h_s[resp_s], weight, student.targets[resp_s], self.loss_chunk_size
+                    )
+                stats["acc"] = (n_correct.float() / n_resp).detach()
+                if self.ce_weight > 0:
+                    loss = loss + self.ce_weight * ce
+                    stats["loss_ce"] = ce.detach()
+
+            # 4. KD: the teacher is the same frozen LLM on the transcript, LoRA off
+            if need_resp_kl or self.kl_input_weight > 0:
+                with torch.no_grad():
+                    teacher = self.llm.build_inputs(
+                        prefixes, texts, suffixes, responses, middle_is_speech=False
+                    )
+                    h_t = self.llm.hidden_states(teacher)  # (B, T_t, H)
+                if need_resp_kl:
+                    resp_t = teacher.targets != -100
+                    if acc_from_kl:
+                        kl, n_correct = kl_div_and_correct(
+                            h_s[resp_s], h_t[resp_t], weight, student.targets[resp_s],
+                            self.temperature, self.loss_chunk_size,
+                        )
+                        stats["acc"] = (n_correct.float() / n_resp).detach()
+                    else:
+                        kl = kl_div(
+                            h_s[resp_s], h_t[resp_t], weight, self.temperature,
+                            self.loss_chunk_size,
+                        )
+                    loss = loss + self.kl_resp_weight * kl
+                    stats["loss_kl_resp"] = kl.detach()
+                if self.kl_input_weight > 0:
+                    if not torch.equal(y_lens, text_lengths):
+                        raise ValueError(
+                            "input KL needs one adapter output per transcript token "
+                            "(the cformer adapter); got lengths "
+                            f"{y_lens.tolist()} vs {text_lengths.tolist()}"
+                        )
+                    kl_in, n_agree = kl_div_and_agreement(
+                        h_s[student.input_mask], h_t[teacher.input_mask], weight,
                         self.temperature, self.loss_chunk_size,
                     )
-                    stats["acc"] = (n_correct.float() / n_resp).detach()
-                else:
-                    kl = kl_div(
-                        h_s[resp_s], h_t[resp_t], weight, self.temperature,
-                        self.loss_chunk_size,
-                    )
-                loss = loss + self.kl_resp_weight * kl
-                stats["loss_kl_resp"] = kl.detach()
-            if self.kl_input_weight > 0:
-                if not torch.equal(y_lens, text_lengths):
-                    raise ValueError(
-                        "input KL needs one adapter output per transcript token "
-                        "(the cformer adapter); got lengths "
-                        f"{y_lens.tolist()} vs {text_lengths.tolist()}"
-                    )
-                kl_in, n_agree = kl_div_and_agreement(
-                    h_s[student.input_mask], h_t[teacher.input_mask], weight,
-                    self.temperature, self.loss_chunk_size,
-                )
-                loss = loss + self.kl_input_weight * kl_in
-                stats["loss_kl_input"] = kl_in.detach()
-                # share of speech positions whose top-1 next token is the teacher's
-                stats["acc_input"] = (n_agree.float() / max(int(student.input_mask.sum()), 1)).detach()
+                    loss = loss + self.kl_input_weight * kl_in
+                    stats["loss_kl_input"] = kl_in.detach()
+                    # share of speech positions whose top-1 next token is the teacher's
+                    n_in = max(int(student.input_mask.sum()), 1)
+                    stats["acc_input"] = (n_agree.float() / n_in).detach()
 
         # 5. CIF quantity loss |sum(alpha) - N| / N
         if self.cif_weight > 0:
@@ -281,6 +285,11 @@ class BLSPModel(AbsESPnetModel):
 
         stats["loss"] = loss.detach()
         return force_gatherable((loss, stats, batch_size), loss.device)
+
+    @property
+    def runs_llm(self) -> bool:
+        """Whether a loss reads the LLM's outputs (CE, response KL or input KL)."""
+        return self.ce_weight > 0 or self.kl_resp_weight > 0 or self.kl_input_weight > 0
 
     def uses_prompt(self, has_response: bool) -> bool:
         """Whether training sequences carry the instruction, suffix and response: only when

@@ -8,6 +8,8 @@ from espnet_blsp.tasks.blsp import build_blsp_model
 CONFIGS = {
     "blsp_ce": ("cnn", {"bottleneck_dim": 16}, {"ce_weight": 1.0}, None),
     "kd1_cnn_kl": ("cnn", {"bottleneck_dim": 16}, {"ce_weight": 0.0, "kl_resp_weight": 1.0}, None),
+    "blsp_ce_ctc": ("cnn", {"bottleneck_dim": 16}, {"ce_weight": 1.0, "ctc_weight": 1.0}, None),
+    "ctc_only": ("cnn", {"bottleneck_dim": 16}, {"ce_weight": 0.0, "ctc_weight": 1.0}, None),
     "kd5_cformer": (
         "cformer", {"num_pre_layers": 1, "num_post_layers": 1, "dropout_rate": 0.0},
         {"ce_weight": 0.0, "kl_resp_weight": 1.0, "kl_input_weight": 1.0, "cif_weight": 1.0}, None,
@@ -21,6 +23,8 @@ CONFIGS = {
 EXPECTED_STATS = {
     "blsp_ce": {"loss", "loss_ce", "acc"},
     "kd1_cnn_kl": {"loss", "loss_kl_resp", "acc"},
+    "blsp_ce_ctc": {"loss", "loss_ce", "loss_ctc", "acc"},
+    "ctc_only": {"loss", "loss_ctc"},
     "kd5_cformer": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc", "acc_input"},
     "kd7_lora": {"loss", "loss_kl_resp", "loss_kl_input", "loss_cif", "acc", "acc_input"},
 }
@@ -78,7 +82,7 @@ def test_forward_backward_stats(name, tiny_whisper, tiny_llm):
     assert int(weight) == 2 and torch.isfinite(loss)
     loss.backward()
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all(n.startswith("adapter.") or "lora_" in n for n in trainable)
+    assert trainable and all(n.startswith("adapter.") or "lora_" in n or n == "ctc_blank" for n in trainable)
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "adapter" in n)
 
 
@@ -101,6 +105,29 @@ def test_batched_loss_equals_single(name, tiny_whisper, tiny_llm):
     else:
         weighted = sum(singles[i]["loss_kl_resp"] * n[i] for i in range(2)) / sum(n)
         assert torch.allclose(stats["loss_kl_resp"], weighted, atol=1e-5)
+
+
+def test_ctc_only_does_not_run_the_llm(tiny_whisper, tiny_llm, monkeypatch):
+    """CIF/CTC-only steps (adapter pretraining) skip the LLM forward; the loss is the CTC of
+    the adapter outputs alone, the same as in the mini default's step with the CE beside it."""
+    from espnet_blsp.losses import embedding_ctc
+
+    ctc, full = build("ctc_only", tiny_whisper, tiny_llm), build("blsp_ce_ctc", tiny_whisper, tiny_llm)
+    assert not ctc.runs_llm and full.runs_llm
+    full.load_state_dict(ctc.state_dict())
+    batch = make_batch(ctc, ["the sun is warm", "rain in the city today"], ["and bright", "so we"], [200, 330])
+    ctc.eval(), full.eval()
+    with torch.no_grad():
+        y, y_lens, _ = ctc.encode(batch["speech"], batch["speech_lengths"])
+        want = embedding_ctc(y, y_lens, ctc.llm.model.get_input_embeddings().weight, ctc.ctc_blank,
+                             batch["text"], batch["text_lengths"])
+        _, full_stats, _ = full(**batch)
+    calls = []
+    monkeypatch.setattr(type(ctc.llm), "hidden_states", lambda self, *a, **k: calls.append(1))
+    with torch.no_grad():
+        loss, stats, _ = ctc(**batch)
+    assert calls == [] and set(stats) == {"loss", "loss_ctc"}
+    assert torch.allclose(loss, want) and torch.allclose(stats["loss_ctc"], full_stats["loss_ctc"])
 
 
 def test_checkpoint_holds_trainable_only_and_reloads(tiny_whisper, tiny_llm, tmp_path):
