@@ -26,7 +26,8 @@ Variants (each builds its own model; the same inputs):
 
 Reported: samples/s, LLM positions/s (every position of every prompt, padding excluded), the
 ratio to ``old``, and how close the step comes to the CPU's matmul rate: the FLOPs of one step
-(``torch.utils.flop_counter``, forward + backward, counted in an untimed step), the FLOP/s the
+(``torch.utils.flop_counter``, forward + backward, counted in an untimed pass; it has no
+formula for SDPA's CPU flash-attention kernel, so the sdpa variants' counts omit attention), the FLOP/s the
 timed steps reach, and that as a share of the rate of one matmul of the LLM's own shape
 (positions x hidden @ hidden x ffn) in the variant's dtype, measured in the same run. A share
 near 100 % means the step is matmul-bound and only fewer FLOPs (or native bfloat16) make it
@@ -120,12 +121,17 @@ def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, min_s: float = 1.0
     return 2 * m * k * n / best / 1e9
 
 
-def step_flops(model, opt, batch) -> int:
-    """FLOPs of one training step (forward + backward), as torch's FLOP counter sees them."""
+def step_flops(model, batch) -> int:
+    """FLOPs of one training step's forward + backward, as torch's FLOP counter sees them
+    (no optimizer update). The counter has no formula for the CPU flash-attention kernel of
+    SDPA, so the sdpa variants' counts leave out their attention; eager attention is bmm."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    model.zero_grad(set_to_none=True)
     with FlopCounterMode(display=False) as counter:
-        step(model, opt, batch)
+        loss, _, _ = model(**batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
 
@@ -137,14 +143,14 @@ def run(name: str, assets: Path, steps: int) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch, positions = make_batch(model, B, precomputed)
     step(model, opt, batch)  # warm-up (and the prefix cache's one-off forward)
-    flops = step_flops(model, opt, batch)
+    flops = step_flops(model, batch)
     t0 = time.perf_counter()
     for _ in range(steps):
         step(model, opt, batch)
     dt = (time.perf_counter() - t0) / steps
     cfg = model.llm.model.config
     peak = matmul_gflops(model.llm.dtype, positions, cfg.hidden_size, cfg.intermediate_size)
-    return dict(variant=name, batch=B, llm_dtype=str(model.llm.dtype).replace("torch.", ""), step_s=dt,
+    return dict(variant=name, batch=B, positions=positions, llm_dtype=str(model.llm.dtype).replace("torch.", ""), step_s=dt,
                 samples_per_s=B / dt, positions_per_s=positions / dt, gflop_per_step=flops / 1e9,
                 gflops=flops / dt / 1e9, matmul_gflops=peak, share_of_matmul=flops / dt / 1e9 / peak)
 
@@ -172,7 +178,7 @@ def main() -> None:
 
     native = cpu_has_native_bf16()
     cfg = json.loads((args.assets / "smollm2-135m-instruct/config.json").read_text())
-    shape = (24 * 80, cfg["hidden_size"], cfg["intermediate_size"])
+    shape = (max(r["positions"] for r in rows), cfg["hidden_size"], cfg["intermediate_size"])  # the largest batch's
     rate = {n: matmul_gflops(d, *shape) for n, d in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     print(f"mini CNN training step, CPU ({'native' if native else 'no native'} bfloat16: "
           f"auto = {'bfloat16' if native else 'float32'}), {args.threads} threads, "

@@ -118,6 +118,8 @@ def test_torch_dtype_is_the_one_table(monkeypatch):
     with pytest.raises(ValueError, match="unknown speech encoder dtype 'fp16'; choose from"):
         dt.torch_dtype("fp16", what="speech encoder dtype")
     assert set(dt.NAMES) == {"auto"} | set(dt.TORCH_DTYPES)
+    with pytest.raises(ValueError, match=r"unknown speech encoder dtype 'auto'; choose from \['float32'"):
+        dt.torch_dtype("auto", what="speech encoder dtype", allow_auto=False)
 
 
 def test_resolve_device(monkeypatch):

@@ -276,7 +276,7 @@ def build_blsp_model(
 
     # 1. speech encoder (frozen unless freeze: false, variants 6 and 7)
     enc_conf = dict(speech_encoder_conf)
-    enc_dtype = torch_dtype(enc_conf.pop("dtype", "float32"), what="speech encoder dtype")
+    enc_dtype = torch_dtype(enc_conf.pop("dtype", "float32"), what="speech encoder dtype", allow_auto=False)
     encoder = WhisperSpeechEncoder(**enc_conf)
     if enc_conf.get("freeze", True):
         encoder.to(dtype=enc_dtype)

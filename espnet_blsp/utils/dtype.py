@@ -38,13 +38,16 @@ def resolve_device(name: Union[str, torch.device] = "auto") -> torch.device:
     return torch.device(name)
 
 
-def torch_dtype(name: str, device: Optional[Union[str, torch.device]] = None, what: str = "dtype") -> torch.dtype:
+def torch_dtype(name: str, device: Optional[Union[str, torch.device]] = None, what: str = "dtype",
+                allow_auto: bool = True) -> torch.dtype:
     """The torch dtype of ``name`` (``auto`` resolved for ``device``, as ``resolve_dtype_name``).
 
-    ``what`` names the setting in the error for an unknown name (e.g. "LLM dtype").
+    ``what`` names the setting in the error for an unknown name (e.g. "LLM dtype");
+    ``allow_auto=False`` refuses ``auto`` for a setting that must name its dtype.
     """
-    if name not in NAMES:
-        raise ValueError(f"unknown {what} {name!r}; choose from {list(NAMES)}")
+    names = NAMES if allow_auto else tuple(TORCH_DTYPES)
+    if name not in names:
+        raise ValueError(f"unknown {what} {name!r}; choose from {list(names)}")
     return TORCH_DTYPES[resolve_dtype_name(name, device)]
 
 
