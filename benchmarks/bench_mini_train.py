@@ -23,6 +23,8 @@ Variants (each builds its own model; the same inputs):
                CTC term); auto is bfloat16 on a CPU with AVX512-BF16/AMX and float32 elsewhere
     ctc        as new, + the embedding CTC (ctc_weight 1, the mini default's full step)
     bf16, fp32 as new, the LLM in bfloat16 / float32 whatever the CPU
+    adapter_ctc  the embedding CTC alone (ce_weight 0, conf/mini/train_adapter_ctc.yaml): the LLM
+               does not run (BLSPModel.runs_llm)
 
 Reported: samples/s, LLM positions/s (every position of every prompt, padding excluded), the
 ratio to ``old``, and how close the step comes to the CPU's matmul rate: the FLOPs of one step
@@ -49,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 VARIANTS = {
-    #            precomputed, prefix_cache, batch, llm dtype, attention, ctc_weight
+    #            precomputed, prefix_cache, batch, llm dtype, attention, ctc_weight[, ce_weight]
     "old": (False, False, 8, "bfloat16", "sdpa", 0.0),
     "enc": (True, False, 8, "bfloat16", "sdpa", 0.0),
     "enc_cache": (True, True, 8, "bfloat16", "sdpa", 0.0),
@@ -58,18 +60,21 @@ VARIANTS = {
     "ctc": (True, True, 24, "auto", "eager", 1.0),
     "bf16": (True, True, 24, "bfloat16", "eager", 0.0),
     "fp32": (True, True, 24, "float32", "eager", 0.0),
+    "adapter_ctc": (True, True, 24, "auto", "eager", 1.0, 0.0),
 }
 SENTENCE = "The old farmer carried a basket of eggs to the market this morning."
 
 
-def build(assets: Path, precomputed: bool, prefix_cache: bool, dtype: str, attn: str, ctc_weight: float = 0.0):
+def build(assets: Path, precomputed: bool, prefix_cache: bool, dtype: str, attn: str, ctc_weight: float = 0.0,
+          ce_weight: float = 1.0):
     from espnet_blsp.tasks.blsp import build_blsp_model
 
     conf = yaml.safe_load((REPO / "conf/mini/train_blsp_ce.yaml").read_text())
     llm_conf = dict(conf["llm_conf"], model_name_or_path=str(assets / "smollm2-135m-instruct"),
                     dtype=dtype, attn_implementation=attn, prefix_cache=prefix_cache)
     enc_conf = dict(conf["speech_encoder_conf"], model_name_or_path=str(assets / "whisper-base"))
-    model_conf = dict(conf.get("model_conf", {}), precomputed_encoder=precomputed, ctc_weight=ctc_weight)
+    model_conf = dict(conf.get("model_conf", {}), precomputed_encoder=precomputed, ctc_weight=ctc_weight,
+                      ce_weight=ce_weight)
     return build_blsp_model(enc_conf, conf["speech_adapter"], conf.get("speech_adapter_conf", {}),
                             llm_conf, model_conf)
 
@@ -136,9 +141,9 @@ def step_flops(model, batch) -> int:
 
 
 def run(name: str, assets: Path, steps: int) -> dict:
-    precomputed, cache, B, dtype, attn, ctc = VARIANTS[name]
+    precomputed, cache, B, dtype, attn, ctc, *ce = VARIANTS[name]
     torch.manual_seed(0)
-    model = build(assets, precomputed, cache, dtype, attn, ctc)
+    model = build(assets, precomputed, cache, dtype, attn, ctc, *ce)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch, positions = make_batch(model, B, precomputed)

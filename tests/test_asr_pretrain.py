@@ -61,3 +61,30 @@ def test_the_batch_gives_a_response_ce(tiny_whisper, tiny_llm):
     loss, stats, _ = model(**batch)
     assert torch.isfinite(loss) and set(stats) == {"loss", "loss_ce", "acc"}
     torch.testing.assert_close(batch["response"], batch["text"])
+
+
+def test_adapter_ctc_config_trains_without_the_llm(tiny_whisper, tiny_llm, monkeypatch):
+    """conf/mini/train_adapter_ctc.yaml: transcripts alone (no stage 3), the embedding CTC
+    alone, and the LLM never runs; the adapter and the blank get gradients."""
+    from espnet_blsp.tasks.blsp import build_blsp_model
+
+    config = REPO / "conf/mini/train_adapter_ctc.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    assert cfg["use_responses"] is False
+    args = BLSPTask.get_parser().parse_args(
+        ["--config", str(config), "--llm_conf", f"model_name_or_path={tiny_llm}", "--llm_conf", "prompt_template=blsp"])
+    preprocess = BLSPTask.build_preprocess_fn(args, train=True)
+    rng = np.random.default_rng(0)
+    rows = [(f"u{i}", preprocess(f"u{i}", {"speech": rng.standard_normal((n, 80)).astype(np.float32), "text": t}))
+            for i, (n, t) in enumerate([(120, "the sun is warm"), (90, "rain falls on the city")])]
+    _, batch = BLSPCollateFn(float_pad_value=0.0, int_pad_value=-1)(rows)
+    torch.manual_seed(0)
+    model = build_blsp_model({"model_name_or_path": tiny_whisper}, cfg["speech_adapter"], {"bottleneck_dim": 16},
+                             {"model_name_or_path": tiny_llm, "dtype": "float32"}, cfg["model_conf"])
+    assert not model.runs_llm
+    monkeypatch.setattr(type(model.llm), "hidden_states", lambda *a, **k: pytest.fail("the LLM ran"))
+    loss, stats, _ = model(**batch)
+    assert torch.isfinite(loss) and set(stats) == {"loss", "loss_ctc"}
+    loss.backward()
+    assert model.ctc_blank.grad is not None and all(
+        p.grad is not None for p in model.adapter.parameters() if p.requires_grad)
