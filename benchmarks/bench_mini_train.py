@@ -112,18 +112,11 @@ def step(model, opt, batch):
     opt.step()
 
 
-def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int, min_s: float = 1.0) -> float:
-    """Measured rate (GFLOP/s) of an (m x k) @ (k x n) product in ``dtype``: best of repeated runs."""
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(m, k, generator=g).to(dtype), torch.randn(k, n, generator=g).to(dtype)
-    torch.matmul(a, b)  # warm-up
-    best, spent = float("inf"), 0.0
-    while spent < min_s or best == float("inf"):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        dt = time.perf_counter() - t0
-        best, spent = min(best, dt), spent + dt
-    return 2 * m * k * n / best / 1e9
+def matmul_gflops(dtype: torch.dtype, m: int, k: int, n: int) -> float:
+    """Measured rate (GFLOP/s) of an (m x k) @ (k x n) CPU product in ``dtype`` (benchlib, cached)."""
+    from benchlib import matmul_tflops
+
+    return 1000 * matmul_tflops(torch.device("cpu"), dtype, shape=(m, k, n))
 
 
 def step_flops(model, batch) -> int:

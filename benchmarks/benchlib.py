@@ -69,8 +69,9 @@ ASR = "Please repeat the following words."
 # ---------------------------------------------------------------------------------- devices
 def pick_device(name: str = "auto") -> torch.device:
     """auto -> cuda if available, else cpu; cuda -> the current (LOCAL_RANK) GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    from espnet_blsp.utils.dtype import resolve_device
+
+    name = resolve_device(name).type if name == "auto" else name
     if name == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda: no CUDA device is available")
@@ -273,17 +274,21 @@ def timed(fn: Callable[[], object], device: torch.device, steps: int, warmup: in
     return (time.perf_counter() - t) / steps
 
 
-def matmul_tflops(device: torch.device, dtype: Optional[torch.dtype] = None, n: Optional[int] = None) -> float:
-    """Measured dense matmul rate (TFLOP/s) in ``dtype``: best of several n x n x n products."""
+@functools.lru_cache(maxsize=None)
+def matmul_tflops(device: torch.device, dtype: Optional[torch.dtype] = None, n: Optional[int] = None,
+                  shape: Optional[tuple] = None) -> float:
+    """Measured dense matmul rate (TFLOP/s) in ``dtype``: best of several n x n x n products, or
+    of (m x k) @ (k x n) products for ``shape=(m, k, n)``. Measured once per argument set."""
     dtype = dtype or compute_dtype(device)
     n = n or (8192 if device.type == "cuda" else 1024)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    m, k, n = shape or (n, n, n)
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
     reps = 20 if device.type == "cuda" else 3
     best = float("inf")
     for _ in range(3):
         best = min(best, timed(lambda: torch.matmul(a, b), device, reps, warmup=2))
-    return 2 * n**3 / best / 1e12
+    return 2 * m * k * n / best / 1e12
 
 
 def _malloc_trim() -> None:
