@@ -107,6 +107,37 @@ def test_cformer_kd_with_partial_lora(recipe):
     assert len((exp / "decode_asr_test/text").read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
+def test_pretrain_config_initialises_the_training(recipe):
+    """--pretrain_config trains exp/<tag>/pretrain on the transcripts alone, then the
+    training starts from its best checkpoint; a re-run does not redo the pretraining."""
+    import torch
+
+    args = ("--stage", "1", "--stop_stage", "4", "--train_config", "conf/tuning/train_tiny_cnn.yaml",
+            "--pretrain_config", "conf/tuning/train_tiny_cnn_ctc.yaml", "--tag", "tiny_from_ctc",
+            # lr 0: the training's weights stay those it started from
+            "--train_args", "--optim_conf lr=0.0")
+    run(recipe, *args)
+    exp = recipe / "egs/exp/tiny_from_ctc"
+    log = (exp / "pretrain/train.log").read_text()
+    assert "loss_ctc" in log and "response_ids" not in (exp / "pretrain/train.cmd").read_text()
+    pre = torch.load(exp / "pretrain/valid.loss.best.pth", map_location="cpu")
+    got = torch.load(exp / "1epoch.pth", map_location="cpu")
+    assert got and all(torch.equal(pre[k], got[k]) for k in got)
+    # the CTC blank belongs to the pretraining's loss alone: dropped, and the log says so
+    assert set(pre) - set(got) == {"ctc_blank"}
+    assert "Filter out ctc_blank from pretrained dict" in (exp / "train.log").read_text()
+    out = run(recipe, *args[:1], "4", *args[2:])
+    assert "pretraining exp/tiny_from_ctc/pretrain done, skipped" in out
+    # another pretraining under a training that did not start from it stops, and says so
+    bad = subprocess.run(["./run.sh", "--corpus", "kaldi", "--corpus_dir", str(recipe / "corpus"), "--train_set",
+                          "train", "--valid_set", "dev", "--test_sets", "test", "--speech_encoder",
+                          str(recipe / "whisper"), "--llm", str(recipe / "llm"), *args[:1], "4", *args[2:],
+                          "--pretrain_args", "--max_epoch 2"], cwd=recipe / "egs", capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 1 and "did not start from this pretraining" in bad.stdout + bad.stderr
+
+
 @pytest.mark.parametrize(
     "args, config",
     [

@@ -122,6 +122,28 @@ def test_config_typos_get_one_clear_line(tmp_path, edit, message):
     assert len(problems) == 1 and problems[0].startswith(message.format(p=path)), problems
 
 
+def test_pretrain_config_must_fit_the_training_config(tmp_path):
+    import yaml
+
+    from espnet_blsp.bin.check_config import check_pretrain_config
+
+    tiny = REPO / "conf/tuning"
+    assert check_pretrain_config(str(tiny / "train_tiny_cnn_ctc.yaml"), str(tiny / "train_tiny_cnn.yaml")) == []
+    assert check_pretrain_config(str(REPO / "conf/mini/train_adapter_ctc.yaml"), str(REPO / "conf/mini/train_blsp.yaml")) == []
+    # another adapter (or another width) cannot initialise it: ESPnet would skip it silently
+    for main in (tiny / "train_tiny_cformer.yaml", REPO / "conf/mini/train_blsp_kd_ctc.yaml"):
+        problems = check_pretrain_config(str(tiny / "train_tiny_cnn_ctc.yaml"), str(main))
+        assert len(problems) == 1 and "has other parameters than that of" in problems[0], problems
+    config = yaml.safe_load((tiny / "train_tiny_cnn_ctc.yaml").read_text())
+    config["speech_adapter_conf"]["bottleneck_dim"] = 64
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(config))
+    problems = check_pretrain_config(str(tmp_path / "wide.yaml"), str(tiny / "train_tiny_cnn.yaml"))
+    assert len(problems) == 1 and "'bottleneck_dim': 64" in problems[0], problems
+    # a config that needs stage 3's responses has none to train on
+    problems = check_pretrain_config(str(tiny / "train_tiny_cnn.yaml"), str(tiny / "train_tiny_cnn.yaml"))
+    assert len(problems) == 1 and "needs 'use_responses: false'" in problems[0], problems
+
+
 def test_decode_config_typo(tmp_path):
     path = tmp_path / "decode.yaml"
     path.write_text("batch_size: 8\nmax_new_token: 32\n")

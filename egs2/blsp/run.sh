@@ -37,6 +37,8 @@ valid_set=mini_dev      # validation set name
 test_sets="mini_test real_librivox real_cards"  # test set names
 adapter=cnn             # cnn (BLSP) | cformer (BLSP-KD); picks the default --train_config
 train_config=           # training config (default: conf/<mini/>train_blsp.yaml or _kd...yaml by --adapter)
+pretrain_config=        # a config trained first on the transcripts alone (e.g. conf/mini/train_adapter_ctc.yaml) -> exp/<tag>/pretrain; its best checkpoint initialises the training
+pretrain_args=          # extra arguments for the pretraining's blsp_train, e.g. "--max_epoch 3" (replaces the preset's)
 decode_config=          # batch_size, beam_size, max_new_tokens (default: conf/decode.yaml)
 speech_encoder=         # Whisper dir, or a hub id in the local HF cache (default: the mini asset whisper-base)
 llm=                    # causal-LM dir with tokenizer, or a cached hub id (default: the mini asset SmolLM2-135M-Instruct)
@@ -141,10 +143,11 @@ expdir=exp/${tag}
 # every key of the configs must be one that is read: a typo stops the run here, one line each
 # (checked again only when a config or the package changed: the mark)
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge ${stage} ]; then
+    [ -z "${pretrain_config}" ] || [ -f "${pretrain_config}" ] || { log "no such config: ${pretrain_config} (--pretrain_config)"; exit 1; }
     python -m espnet_blsp.bin.check_config --train_config "${train_config}" --decode_config "${decode_config}" \
-        --mark "${expdir}/.config_checked" || exit 1
+        ${pretrain_config:+--pretrain_config "${pretrain_config}"} --mark "${expdir}/.config_checked" || exit 1
 fi
-log "Experiment ${expdir}: config ${train_config}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}, preset ${preset}"
+log "Experiment ${expdir}: config ${train_config}${pretrain_config:+ (after ${pretrain_config})}, speech encoder ${speech_encoder}, LLM ${llm}, ngpu ${ngpu}, preset ${preset}"
 use_responses=$(python local/read_config.py "${train_config}" use_responses true)
 rp_ratio=${rp_ratio:-$(python local/read_config.py "${train_config}" rp_ratio 0)}
 prompt_template=$(python local/read_config.py "${train_config}" llm_conf.prompt_template blsp)
@@ -291,42 +294,72 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ "${use_responses}" = true 
 fi
 exec 8>&-  # data/ and dump/ are written: release data/.lock
 
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-    data_opts=()
+# stage 4 for one config: train <label> <config> <exp dir> <train dump> <valid dump> <use_responses> [blsp_train args]
+train() {
+    local label=$1 config=$2 dir=$3 tr_dir=$4 va_dir=$5 responses=$6 part d
+    shift 6
+    local data_opts=() model_opts=(--config "${config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"
+                                   --llm_conf "model_name_or_path=${llm}")
     for part in train valid; do
-        d=$([ ${part} = train ] && echo "${train_dir}" || echo "${valid_dir}")
+        d=$([ ${part} = train ] && echo "${tr_dir}" || echo "${va_dir}")
         data_opts+=(--${part}_data_path_and_name_and_type "${d}/feats.scp,speech,kaldi_ark"
                     --${part}_data_path_and_name_and_type "${d}/text,text,text")
-        [ "${use_responses}" = false ] || data_opts+=(
+        [ "${responses}" = false ] || data_opts+=(
                     --${part}_data_path_and_name_and_type "${d}/response_ids,response_ids,text_int"
                     --${part}_data_path_and_name_and_type "${d}/instruction,instruction,text")
     done
-    model_opts=(--config "${train_config}" --speech_encoder_conf "model_name_or_path=${speech_encoder}"
-                --llm_conf "model_name_or_path=${llm}")
     [ "${dump_encoder_output}" = false ] || model_opts+=(--model_conf precomputed_encoder=true)
     # the shapes belong to these dump dirs and what they were made from (their files, and the
     # stage-2 mark of their features): recollect when --train_subset etc. picked others, or a
     # stage redid them
-    mark=(train_dir="${train_dir}" valid_dir="${valid_dir}" --files "${train_dir}" --files "${valid_dir}")
+    local mark=(train_dir="${tr_dir}" valid_dir="${va_dir}" --files "${tr_dir}" --files "${va_dir}") why
     for d in dump/${train_set} dump/${valid_set}; do [ ! -f "${d}/.done" ] || mark+=(--files "${d}/.done"); done
-    if ! why=$(python local/stage_mark.py check "${expdir}/stats/.done" "${mark[@]}" 2>/dev/null); then
-        [ ! -f "${expdir}/stats/.done" ] || log "Stage 4a: ${expdir}/stats is stale (${why}): collecting the shapes again"
-        log "Stage 4a: collect_stats: ${train_dir} -> ${expdir}/stats"
-        ${train_cmd} "${expdir}/stats/collect_stats.log" \
+    if ! why=$(python local/stage_mark.py check "${dir}/stats/.done" "${mark[@]}" 2>/dev/null); then
+        [ ! -f "${dir}/stats/.done" ] || log "Stage 4a: ${dir}/stats is stale (${why}): collecting the shapes again"
+        log "Stage 4a: collect_stats: ${tr_dir} -> ${dir}/stats"
+        ${train_cmd} "${dir}/stats/collect_stats.log" \
             python -m espnet_blsp.bin.blsp_train --collect_stats true --ngpu 0 "${model_opts[@]}" "${data_opts[@]}" \
-                --model_conf extract_feats_in_collect_stats=false --output_dir "${expdir}/stats" --num_workers 0
-        python local/stage_mark.py write "${expdir}/stats/.done" "${mark[@]}"
+                --model_conf extract_feats_in_collect_stats=false --output_dir "${dir}/stats" --num_workers 0
+        python local/stage_mark.py write "${dir}/stats/.done" "${mark[@]}"
     fi
-    log "Stage 4b: training: ${train_config} -> ${expdir} (ngpu ${ngpu})"
-    echo "python -m espnet_blsp.bin.blsp_train ${model_opts[*]} ${data_opts[*]} ${train_args}" > "${expdir}/train.cmd"
-    rotate_log "${expdir}/train.log"  # keep the log of an earlier attempt
-    # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu ${ngpu} "${expdir}/train.log" \
+    log "Stage 4b: ${label}: ${config} -> ${dir} (ngpu ${ngpu})"
+    echo "python -m espnet_blsp.bin.blsp_train ${model_opts[*]} ${data_opts[*]} $*" > "${dir}/train.cmd"
+    rotate_log "${dir}/train.log"  # keep the log of an earlier attempt
+    ${cuda_cmd} --gpu ${ngpu} "${dir}/train.log" \
         python -m espnet_blsp.bin.blsp_train "${model_opts[@]}" "${data_opts[@]}" \
-            --train_shape_file "${expdir}/stats/train/speech_shape" \
-            --valid_shape_file "${expdir}/stats/valid/speech_shape" \
+            --train_shape_file "${dir}/stats/train/speech_shape" \
+            --valid_shape_file "${dir}/stats/valid/speech_shape" \
             --ngpu ${ngpu} --multiprocessing_distributed $([ ${ngpu} -gt 1 ] && echo true || echo false) \
-            --resume true --output_dir "${expdir}" ${train_args}
+            --resume true --output_dir "${dir}" "$@"
+}
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    init_opts=()
+    if [ -n "${pretrain_config}" ]; then
+        # on the transcripts alone (dump/<train_set>: every training utterance, no stage 3);
+        # .done records the config and arguments, so a finished pretraining is not redone
+        pre_dir=${expdir}/pretrain
+        pre_mark=(pretrain_args="${pretrain_args}" --files "${pretrain_config}" --files "dump/${train_set}/.done")
+        if python local/stage_mark.py check "${pre_dir}/.done" "${pre_mark[@]}" > /dev/null 2>&1; then
+            log "Stage 4: pretraining ${pre_dir} done, skipped"
+        else
+            if [ -f "${expdir}/checkpoint.pth" ]; then
+                log "${expdir}/checkpoint.pth is of a training that did not start from this pretraining (${pretrain_config} ${pretrain_args}):"
+                log "move it aside (e.g. mkdir ${expdir}/old && mv ${expdir}/*.pth ${expdir}/old/) and run again"
+                exit 1
+            fi
+            mkdir -p "${pre_dir}"
+            # shellcheck disable=SC2086
+            train pretraining "${pretrain_config}" "${pre_dir}" "dump/${train_set}" "dump/${valid_set}" false ${pretrain_args}
+            [ -e "${pre_dir}/valid.loss.best.pth" ] || { log "the pretraining wrote no ${pre_dir}/valid.loss.best.pth (see ${pre_dir}/train.log)"; exit 1; }
+            python local/stage_mark.py write "${pre_dir}/.done" "${pre_mark[@]}"
+        fi
+        # parameters of the pretraining's loss alone (the CTC blank of a training without CTC)
+        # are dropped with a warning in train.log; check_config has made sure the adapters fit
+        init_opts=(--init_param "${pre_dir}/valid.loss.best.pth" --ignore_init_mismatch true)
+    fi
+    # shellcheck disable=SC2086
+    train training "${train_config}" "${expdir}" "${train_dir}" "${valid_dir}" "${use_responses}" "${init_opts[@]}" ${train_args}
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then

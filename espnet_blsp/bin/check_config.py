@@ -5,6 +5,8 @@ Usage:
     python -m espnet_blsp.bin.check_config --train_config conf/train_blsp.yaml --decode_config conf/decode.yaml
     python -m espnet_blsp.bin.check_config --train_config conf/train_blsp.yaml --mark exp/train_blsp/.config_checked
     python -m espnet_blsp.bin.check_config --speech_encoder assets/whisper-base --llm assets/smollm2-135m-instruct
+    python -m espnet_blsp.bin.check_config --train_config conf/mini/train_blsp.yaml \
+        --pretrain_config conf/mini/train_adapter_ctc.yaml
 
 Training config: every top-level key must be an option of ``BLSPTask.get_parser()`` (the
 ESPnet trainer's options plus the task's, among them the recipe keys run.sh reads:
@@ -12,7 +14,10 @@ ESPnet trainer's options plus the task's, among them the recipe keys run.sh read
 class choice (``speech_adapter``, ``optim``, ``scheduler``) a registered name, and every key
 of a nested ``*_conf`` an argument of the constructor it is passed to (``CONF_TARGETS``),
 recursively for ``llm_conf.lora_conf``. Decode config: every key an option of
-``blsp_inference``. Model paths: see ``espnet_blsp.utils.model_paths``.
+``blsp_inference``. Pretraining config (run.sh ``--pretrain_config``): a training config
+too, trained on the transcripts alone (``use_responses: false``), whose adapter has the
+architecture of the training config's, so that its checkpoint initialises it
+(``--init_param``; ESPnet would skip every mismatched tensor with a warning). Model paths: see ``espnet_blsp.utils.model_paths``.
 
 Each problem is one line on stderr, e.g.::
 
@@ -141,6 +146,38 @@ def check_decode_config(path: str) -> List[str]:
     return [f"unknown key '{k}' in {path}{suggest(str(k), options)}" for k in config if k not in options]
 
 
+def adapter_shapes(config: dict) -> Dict[str, Tuple[int, ...]]:
+    """Parameter name -> shape of the config's adapter, built on small stand-in sizes (the
+    encoder and LLM sizes are the same for every config of one run)."""
+    from espnet_blsp.tasks.blsp import speech_adapter_choices
+
+    cls = speech_adapter_choices.classes[str(config.get("speech_adapter") or speech_adapter_choices.default).lower()]
+    adapter = cls(input_size=16, output_size=16, **(config.get("speech_adapter_conf") or {}))
+    return {k: tuple(v.shape) for k, v in adapter.state_dict().items()}
+
+
+def check_pretrain_config(path: str, train_config: str) -> List[str]:
+    """Problems of a pretraining config (run.sh --pretrain_config) beside ``train_config``:
+    its own key problems, responses it would need (it has no stage 3), and an adapter whose
+    checkpoint could not initialise the training config's (other parameters or shapes)."""
+    problems = check_train_config(path)
+    pre, main = _load_yaml(path), _load_yaml(train_config)
+    if problems or isinstance(pre, str) or isinstance(main, str):
+        return problems
+    if pre.get("use_responses", True) is not False:
+        problems.append(f"{path} is a pretraining config, so it trains on the transcripts alone: it needs "
+                        f"'use_responses: false' (stage 3 makes responses for {train_config} only)")
+    try:
+        same = adapter_shapes(pre) == adapter_shapes(main)
+    except Exception as e:  # a bad adapter setting: say which config, not where in torch
+        return problems + [f"cannot build the adapters of {path} and {train_config}: {e}"]
+    if not same:
+        describe = lambda c: f"{c.get('speech_adapter') or 'cnn'} {c.get('speech_adapter_conf') or {}}"  # noqa: E731
+        problems.append(f"the adapter of {path} ({describe(pre)}) has other parameters than that of {train_config} "
+                        f"({describe(main)}): its checkpoint cannot initialise the training")
+    return problems
+
+
 def _load_yaml(path: str):
     """The config as a dict, or a one-line problem (str) naming the file."""
     p = Path(path)
@@ -159,6 +196,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train_config", help="training config (YAML)")
     p.add_argument("--decode_config", help="decode config (YAML: blsp_inference options)")
+    p.add_argument("--pretrain_config", help="pretraining config whose best checkpoint initialises --train_config")
     p.add_argument("--speech_encoder", help="Whisper checkpoint dir or cached hub id")
     p.add_argument("--llm", help="causal-LM checkpoint dir or cached hub id (with its tokenizer)")
     p.add_argument("--mark", help="record of a passed config check; skip the check while it holds")
@@ -172,7 +210,7 @@ def config_mark(args) -> dict:
     import espnet_blsp
     from espnet_blsp.utils.stage_marks import describe
 
-    files = [f for f in (args.train_config, args.decode_config) if f]
+    files = [f for f in (args.train_config, args.decode_config, args.pretrain_config) if f]
     return describe([f"espnet={version('espnet')}"], files=files, trees=[str(Path(espnet_blsp.__file__).parent)])
 
 
@@ -184,8 +222,12 @@ def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     mark = config_mark(args) if args.mark else None
     if mark is not None and not changes(read_mark(args.mark), mark):
-        args.train_config = args.decode_config = None  # checked before, nothing changed since
+        args.train_config = args.decode_config = args.pretrain_config = None  # checked before, nothing changed since
     problems: List[str] = []
+    if args.pretrain_config:
+        if not args.train_config:
+            sys.exit("--pretrain_config needs --train_config (the config it initialises)")
+        problems += check_pretrain_config(args.pretrain_config, args.train_config)
     if args.train_config:
         problems += check_train_config(args.train_config)
     if args.decode_config:
