@@ -2,6 +2,7 @@
 #   make mini   install what the offline mini default needs and run egs2/blsp/run.sh
 #   make test   install what the tests need and run them
 #   make mini-long  the longer CPU preset (conf/mini/preset_cpu_long.yaml)
+#   make mini-broad  broad text + the CTC warm start (conf/mini/preset_cpu_broad.yaml)
 #   make demo   every stage on a generated corpus with tiny random models
 #   make web-demo  the web page to talk to a trained model (EXP=egs2/blsp/exp/<tag>, PORT=7860)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ PORT ?= 7860
 # pytest-xdist workers of make test (one thread each; tests/conftest.py)
 TEST_JOBS ?= 2
 
-.PHONY: install install-test install-mini install-demo install-browser install-debian-text test mini mini-long demo web-demo bench
+.PHONY: install install-test install-mini install-demo install-browser install-debian-text test mini mini-long mini-broad demo web-demo bench
 
 install:
 	$(PIP) install -q -e .
@@ -55,6 +56,9 @@ mini: install-mini
 
 mini-long: install-mini
 	cd egs2/blsp && ./run.sh --nj $(NJ) --preset cpu_long
+
+mini-broad: install-mini
+	cd egs2/blsp && ./run.sh --nj $(NJ) --preset cpu_broad
 
 demo: install
 	cd egs2/blsp && $(PYTHON) -m espnet_blsp.bin.make_demo_assets --out_dir demo && \

@@ -214,8 +214,27 @@ def test_run_sh_presets_fill_only_empty_options(recipe):
     assert bad.returncode != 0 and "'mini_num_trian' is not a run.sh option" in bad.stdout + bad.stderr
     nope = subprocess.run(["./run.sh", "--stage", "7", "--preset", "nope"], cwd=egs, capture_output=True,
                           text=True, timeout=120)
-    assert nope.returncode != 0 and "no such preset: nope (known: cpu cpu_long gpu)" in nope.stdout + nope.stderr
+    assert nope.returncode != 0 and "no such preset: nope (known: cpu cpu_broad cpu_long gpu)" in nope.stdout + nope.stderr
 
+
+
+@pytest.mark.parametrize("name", sorted(p.stem[len("preset_"):] for p in (REPO / "conf" / "mini").glob("preset_*.yaml")))
+def test_run_sh_every_shipped_preset_is_accepted(recipe, name):
+    """Each conf/mini/preset_*.yaml names only run.sh options and existing configs, and
+    run.sh takes it; cpu_broad brings its corpus options and the CTC warm start."""
+    import yaml
+
+    preset = yaml.safe_load((REPO / "conf" / "mini" / f"preset_{name}.yaml").read_text())
+    for key in ("decode_config", "pretrain_config", "train_config"):
+        if key in preset:
+            assert (REPO / preset[key]).is_file(), f"preset {name}: {key} {preset[key]} does not exist"
+    out = subprocess.run(["./run.sh", "--stage", "7", "--preset", name], cwd=recipe / "egs",
+                         capture_output=True, text=True, timeout=120)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log
+    assert f"preset {name}" in log, log
+    if name == "cpu_broad":
+        assert "(after conf/mini/train_adapter_ctc.yaml)" in log, log
 
 # ------------------------------------------------------- user errors stop before stage 1
 

@@ -83,7 +83,7 @@ if [ "${preset}" = auto ]; then
 fi
 if [ "${preset}" != none ]; then
     preset_file=$([ -f "${preset}" ] && echo "${preset}" || echo "conf/mini/preset_${preset}.yaml")
-    [ -f "${preset_file}" ] || { log "no such preset: ${preset} (known: $(cd conf/mini && ls preset_*.yaml | sed 's/preset_\(.*\).yaml/\1/' | xargs))"; exit 1; }
+    [ -f "${preset_file}" ] || { log "no such preset: ${preset} (known: $(cd conf/mini && LC_ALL=C ls preset_*.yaml | sed 's/preset_\(.*\).yaml/\1/' | xargs))"; exit 1; }
     preset_lines=$(python local/read_config.py "${preset_file}" --as_shell)
     run_opts=" $(sed -n '/^# >>> options/,/^# <<< options/s/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' "$0" | xargs) "
     while IFS= read -r line; do
