@@ -217,11 +217,10 @@ def test_run_sh_presets_fill_only_empty_options(recipe):
     assert nope.returncode != 0 and "no such preset: nope (known: cpu cpu_broad cpu_long gpu)" in nope.stdout + nope.stderr
 
 
-
 @pytest.mark.parametrize("name", sorted(p.stem[len("preset_"):] for p in (REPO / "conf" / "mini").glob("preset_*.yaml")))
 def test_run_sh_every_shipped_preset_is_accepted(recipe, name):
     """Each conf/mini/preset_*.yaml names only run.sh options and existing configs, and
-    run.sh takes it; cpu_broad brings its corpus options and the CTC warm start."""
+    run.sh takes it (an unknown key would stop it); cpu_broad brings the CTC warm start."""
     import yaml
 
     preset = yaml.safe_load((REPO / "conf" / "mini" / f"preset_{name}.yaml").read_text())
@@ -235,6 +234,7 @@ def test_run_sh_every_shipped_preset_is_accepted(recipe, name):
     assert f"preset {name}" in log, log
     if name == "cpu_broad":
         assert "(after conf/mini/train_adapter_ctc.yaml)" in log, log
+
 
 # ------------------------------------------------------- user errors stop before stage 1
 
